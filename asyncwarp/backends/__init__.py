@@ -1,0 +1,1 @@
+"""Backends: each an emitter plus a runtime behind core.backend.Backend."""

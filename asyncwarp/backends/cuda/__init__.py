@@ -1,0 +1,1 @@
+"""CUDA backend: PTX emission and a cuda-python driver runtime."""

@@ -1,0 +1,1 @@
+"""Vulkan backend: SPIR-V emission and a runtime on the `vulkan` package."""

@@ -1,0 +1,1 @@
+"""Backend-neutral core: types, IR, frontend, passes, interpreter, kernel cache."""
