@@ -138,6 +138,12 @@ _def("atomic_cas", 4, MEMORY, "if arr[idx] == expected: arr[idx] = desired; retu
      ("arr", "idx", "elem", "elem"), "elem")
 _def("fence", 0, MEMORY, "attrs scope: an acq_rel fence", (), "none")
 _def("barrier", 0, SYNC, "block barrier; also a block-scope acq_rel fence", (), "none")
+_def("block_all", 1, SYNC, "a barrier that also returns whether pred holds on every "
+     "invocation of the block", ("bool",), "bool")
+_def("warp_sync", 0, COLLECTIVE, "the lanes of a warp meet; their memory effects are "
+     "ordered (a warp-scope acq_rel fence)", (), "none")
+_def("sg_barrier", 0, SUBGROUP, "the invocations of a subgroup meet (after fold_lanes)",
+     (), "none")
 _def("shared_alloc", 0, DECL, "attrs n: a block-memory array of dst's element type", (),
      "dst")
 
