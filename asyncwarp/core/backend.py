@@ -20,7 +20,7 @@ class BuildOptions:
 
     backend: str = "sim"
     warp_width: int = 32  # W: logical lanes per warp
-    warps: int = 1  # logical warps per block
+    warps: int | None = None  # logical warps per block; None: 1, or what a top-level join needs
     subgroup: int = 32  # H: physical lanes per hardware subgroup
     progress: str = "auto"  # resolved to independent/cooperative before lowering
     executor: str = "block_on"

@@ -1,0 +1,45 @@
+"""The pass pipeline: logical IR from the frontend -> lowered IR for an emitter.
+
+verify -> uniformity check -> lower_async (kernels with awaits) -> fold_lanes
+-> verify. With `verify_each` the verifier also runs between passes (tests do).
+"""
+
+from __future__ import annotations
+
+from .. import ir
+from ..backend import BuildOptions
+
+
+def has_async(kernel: ir.Kernel) -> bool:
+    return any(isinstance(s, (ir.Suspend, ir.Join, ir.Select)) for s in kernel.walk())
+
+
+def lower(kernel: ir.Kernel, options: BuildOptions, *, verify_each: bool = False) -> ir.Kernel:
+    """Run the passes for `options` (progress must already be resolved)."""
+    from .. import uniformity
+    from ..verify import verify
+    from .fold_lanes import fold_lanes
+
+    if options.progress not in ("independent", "cooperative"):
+        raise RuntimeError(f"progress must be resolved before lowering, got {options.progress!r}")
+    verify(kernel, "logical")
+    uniformity.check(kernel)
+    warps = options.warps
+    if has_async(kernel):
+        from .lower_async import lower_async
+
+        kernel = lower_async(
+            kernel,
+            progress=options.progress,
+            executor=options.executor,
+            warps=options.warps,
+            watchdog_ns=options.watchdog_ns,
+        )
+        warps = kernel.attrs.get("warps") or warps
+        if verify_each:
+            verify(kernel, "logical")
+    kernel.attrs.setdefault("progress", options.progress)
+    kernel.attrs.setdefault("executor", options.executor)
+    lowered = fold_lanes(kernel, options.subgroup, warps or 1)
+    verify(lowered, "lowered")
+    return lowered
