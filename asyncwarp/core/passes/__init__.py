@@ -1,0 +1,1 @@
+"""IR-to-IR passes: async lowering, lane folding, and the pipeline that chains them."""

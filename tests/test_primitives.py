@@ -1,0 +1,395 @@
+"""aw.Channel, aw.Barrier, aw.Semaphore and aw.Event, from kernel source to the interpreter.
+
+Each kernel goes frontend -> uniformity -> lower_async -> fold_lanes -> the
+reference interpreter, with W in {32, 64} and both progress modes; results are
+compared with numpy references on random data, outputs poisoned first.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import asyncwarp as aw
+from asyncwarp.core import interpreter, uniformity
+from asyncwarp.core.errors import CompileError
+from asyncwarp.core.frontend import compile_function
+from asyncwarp.core.passes.fold_lanes import fold_lanes
+from asyncwarp.core.passes.lower_async import lower_async
+from asyncwarp.core.types import ArrayType, from_dtype
+from asyncwarp.core.verify import verify
+
+PROGRESS = ("independent", "cooperative")
+
+
+def poisoned(n: int, dtype) -> np.ndarray:
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return np.full(n, np.nan, dtype=dt)
+    return np.full(n, np.iinfo(dt).max - 0x1234, dtype=dt)
+
+
+def run_source(
+    fn,
+    grid: int,
+    *args,
+    W: int,
+    progress: str,
+    warps: int | None = None,
+    H: int | None = None,
+    scheduler: str = "round_robin",
+    seed: int = 0,
+):
+    """compile_function -> uniformity.check -> lower_async -> fold_lanes -> interpreter."""
+    types = [
+        ArrayType(from_dtype(a.dtype))
+        if isinstance(a, np.ndarray)
+        else from_dtype(np.asarray(a).dtype)
+        for a in args
+    ]
+    k = compile_function(fn, types, warp_width=W)
+    uniformity.check(k)
+    lowered = lower_async(k, progress=progress, executor="block_on", warps=warps)
+    verify(lowered, "logical")
+    folded = fold_lanes(lowered, H or W, lowered.attrs["warps"])
+    verify(folded, "lowered")
+    return interpreter.run(folded, grid, list(args), scheduler=scheduler, seed=seed)
+
+
+def line_of(fn, needle: str) -> int:
+    lines, first = inspect.getsourcelines(fn)
+    return first + next(k for k, text in enumerate(lines) if needle in text)
+
+
+# ---------------------------------------------------------------- channels
+
+
+@aw.func
+async def send_all(ch, x: aw.Array[aw.i32], first: aw.i32, count: aw.i32):
+    for m in range(first, first + count):
+        await ch.send(x[m * aw.WARP + aw.lane()])
+
+
+@aw.func
+async def recv_all(ch, out: aw.Array[aw.i32], first: aw.i32, count: aw.i32):
+    for m in range(first, first + count):
+        out[m * aw.WARP + aw.lane()] = await ch.recv()
+
+
+async def relay1(out: aw.Array[aw.i32], x: aw.Array[aw.i32], count: aw.i32):
+    ch = aw.Channel(aw.i32, 1)
+    await aw.join(send_all(ch, x, 0, count), recv_all(ch, out, 0, count))
+
+
+async def relay8(out: aw.Array[aw.i32], x: aw.Array[aw.i32], count: aw.i32):
+    ch = aw.Channel(aw.i32, 8)
+    await aw.join(send_all(ch, x, 0, count), recv_all(ch, out, 0, count))
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+@pytest.mark.parametrize("kernel", [relay1, relay8], ids=["capacity1", "capacity8"])
+def test_channel_single_producer_single_consumer_keeps_order(W, progress, kernel):
+    rng = np.random.default_rng(W)
+    count = 11
+    x = rng.integers(-(10**6), 10**6, count * W).astype(np.int32)
+    out = poisoned(count * W, np.int32)
+    run_source(kernel, 1, out, x, np.int32(count), W=W, progress=progress)
+    np.testing.assert_array_equal(out, x)
+
+
+@aw.func
+async def tally(ch, seen: aw.Array[aw.u32], count: aw.i32):
+    for _ in range(count):
+        v = await ch.recv()
+        aw.atomic_add(seen, v, 1)
+
+
+async def many_to_many(seen: aw.Array[aw.u32], ids: aw.Array[aw.i32], count: aw.i32):
+    ch = aw.Channel(aw.i32, 2)
+    await aw.join(
+        send_all(ch, ids, 0, count),
+        send_all(ch, ids, count, count),
+        send_all(ch, ids, 2 * count, count),
+        tally(ch, seen, count + count // 2),
+        tally(ch, seen, 3 * count - count - count // 2),
+    )
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_channel_three_producers_two_consumers_deliver_each_message_once(W, progress):
+    rng = np.random.default_rng(3 * W)
+    count = 4
+    ids = rng.permutation(3 * count * W).astype(np.int32)  # every lane of every message unique
+    seen = np.zeros(3 * count * W, np.uint32)
+    run_source(
+        many_to_many,
+        2,
+        seen,
+        ids,
+        np.int32(count),
+        W=W,
+        progress=progress,
+        scheduler="random",
+        seed=W,
+    )
+    np.testing.assert_array_equal(seen, np.full(seen.size, 2))  # once per block, 2 blocks
+
+
+@aw.func
+async def send_then_close(ch, x: aw.Array[aw.i32], count: aw.i32):
+    for m in range(count):
+        await ch.send(x[m * aw.WARP + aw.lane()])
+    ch.close()
+
+
+@aw.func
+async def drain(ch, out: aw.Array[aw.i32]):
+    got = 0
+    total = 0
+    while True:
+        ok, v = await ch.recv_ok()
+        if not ok:
+            break
+        got += 1
+        total += v
+    after = await ch.recv()  # closed and drained: completes with 0
+    out[aw.lane()] = got
+    out[aw.WARP + aw.lane()] = total
+    out[2 * aw.WARP + aw.lane()] = after
+
+
+async def closing(out: aw.Array[aw.i32], x: aw.Array[aw.i32], count: aw.i32):
+    ch = aw.Channel(aw.i32, 3)
+    await aw.join(send_then_close(ch, x, count), drain(ch, out))
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_channel_close_lets_consumers_finish(W, progress):
+    rng = np.random.default_rng(W + 5)
+    count = 7
+    x = rng.integers(1, 1000, count * W).astype(np.int32)
+    out = poisoned(3 * W, np.int32)
+    run_source(closing, 1, out, x, np.int32(count), W=W, progress=progress)
+    want = np.concatenate([np.full(W, count), x.reshape(count, W).sum(0), np.zeros(W)])
+    np.testing.assert_array_equal(out, want)
+
+
+@aw.func
+async def quiet_after(ns: aw.i32) -> aw.i32:
+    await aw.sleep(ns)
+    return -1
+
+
+@aw.func
+async def receive_until_quiet(ch, out: aw.Array[aw.i32]):
+    got = 0
+    total = 0
+    while True:
+        which, v = await aw.select(ch.recv(), quiet_after(20_000))
+        if which == 1:
+            break
+        got += 1
+        total += v
+    out[aw.lane()] = got
+    out[aw.WARP + aw.lane()] = total
+
+
+@aw.func
+async def trickle(ch, x: aw.Array[aw.i32], count: aw.i32):
+    for m in range(count):
+        await ch.send(x[m * aw.WARP + aw.lane()])
+        await aw.sleep(200)
+
+
+async def cancel_safe(out: aw.Array[aw.i32], x: aw.Array[aw.i32], count: aw.i32):
+    ch = aw.Channel(aw.i32, 2)
+    await aw.join(trickle(ch, x, count), receive_until_quiet(ch, out))
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_select_recv_against_timeout_loses_no_message(W, progress):
+    """Each lost race dropped a pending recv; had it consumed a message, the sum would differ."""
+    rng = np.random.default_rng(W + 9)
+    count = 5
+    x = rng.integers(1, 1000, count * W).astype(np.int32)
+    out = poisoned(2 * W, np.int32)
+    run_source(cancel_safe, 1, out, x, np.int32(count), W=W, progress=progress)
+    np.testing.assert_array_equal(out[:W], np.full(W, count))
+    np.testing.assert_array_equal(out[W:], x.reshape(count, W).sum(0))
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_channel_with_folded_lanes(progress):
+    W, H = 64, 8
+    x = np.random.default_rng(2).integers(-99, 99, 5 * W).astype(np.int32)
+    out = poisoned(5 * W, np.int32)
+    run_source(relay1, 1, out, x, np.int32(5), W=W, H=H, progress=progress)
+    np.testing.assert_array_equal(out, x)
+
+
+# ---------------------------------------------------------------- Barrier
+
+
+async def phases(out: aw.Array[aw.i32], x: aw.Array[aw.i32], rounds: aw.i32):
+    bar = aw.Barrier(4)
+    scratch = aw.shared(aw.i32, 4 * aw.WARP)
+    me = aw.warp_id()
+    acc = 0
+    for r in range(rounds):
+        scratch[me * aw.WARP + aw.lane()] = x[(r * 4 + me) * aw.WARP + aw.lane()]
+        await bar.wait()  # everyone's write of round r is visible
+        for w in range(4):
+            acc += scratch[w * aw.WARP + aw.lane()] * (w + 1)
+        await bar.wait()  # nobody overwrites scratch before everyone read it
+    out[(aw.block_id() * 4 + me) * aw.WARP + aw.lane()] = acc
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_barrier_orders_rounds_of_four_warps(W, progress):
+    rng = np.random.default_rng(W + 2)
+    rounds, grid = 3, 2
+    x = rng.integers(-1000, 1000, rounds * 4 * W).astype(np.int32)
+    out = poisoned(grid * 4 * W, np.int32)
+    run_source(
+        phases,
+        grid,
+        out,
+        x,
+        np.int32(rounds),
+        W=W,
+        progress=progress,
+        warps=4,
+        scheduler="random",
+        seed=4,
+    )
+    per_round = x.reshape(rounds, 4, W) * np.arange(1, 5)[None, :, None]
+    want = per_round.sum(axis=(0, 1))
+    np.testing.assert_array_equal(out, np.tile(want, grid * 4))
+
+
+# ---------------------------------------------------------------- Semaphore
+
+
+async def limited(stats: aw.Array[aw.i32], holders: aw.Array[aw.i32], work: aw.Array[aw.i32]):
+    sem = aw.Semaphore(2)
+    for _ in range(work[aw.warp_id()]):
+        await sem.acquire()
+        if aw.lane() == 0:
+            now = aw.atomic_add(holders, aw.block_id(), 1) + 1
+            aw.atomic_max(stats, 2 * aw.block_id(), now)
+            aw.atomic_add(stats, 2 * aw.block_id() + 1, 1)
+        await aw.yield_now()
+        await aw.yield_now()
+        if aw.lane() == 0:
+            aw.atomic_add(holders, aw.block_id(), -1)
+        sem.release()
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_semaphore_never_admits_more_than_its_permits(W, progress):
+    rng = np.random.default_rng(W + 3)
+    grid, warps = 2, 5
+    work = rng.integers(1, 4, warps).astype(np.int32)
+    stats = np.zeros(2 * grid, np.int32)
+    holders = np.zeros(grid, np.int32)
+    run_source(
+        limited,
+        grid,
+        stats,
+        holders,
+        work,
+        W=W,
+        progress=progress,
+        warps=warps,
+        scheduler="random",
+        seed=7,
+    )
+    most, acquisitions = stats[0::2], stats[1::2]
+    np.testing.assert_array_equal(most, 2)  # the limit was reached and never passed
+    np.testing.assert_array_equal(acquisitions, np.full(grid, work.sum()))
+    np.testing.assert_array_equal(holders, 0)
+
+
+# ---------------------------------------------------------------- Event
+
+
+async def chain(out: aw.Array[aw.i32], x: aw.Array[aw.i32], ready: aw.Array[aw.u32]):
+    b = aw.block_id()
+    mine = aw.Event(ready, b)
+    i = b * aw.WARP + aw.lane()
+    if b == 0:
+        out[i] = x[i]
+    else:
+        await aw.Event(ready, b - 1).wait()
+        out[i] = out[i - aw.WARP] + x[i]
+    aw.fence()
+    mine.set()
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_events_chain_blocks_in_order(W, progress):
+    """Block b waits for block b-1's event: a running sum across blocks."""
+    rng = np.random.default_rng(W + 4)
+    grid = 4
+    x = rng.integers(-100, 100, grid * W).astype(np.int32)
+    out = poisoned(grid * W, np.int32)
+    ready = np.zeros(grid, np.uint32)
+    run_source(chain, grid, out, x, ready, W=W, progress=progress, scheduler="round_robin")
+    np.testing.assert_array_equal(out, np.cumsum(x.reshape(grid, W), axis=0).ravel())
+    np.testing.assert_array_equal(ready, 1)
+
+
+async def peek(out: aw.Array[aw.i32], flags: aw.Array[aw.u32]):
+    ev = aw.Event(flags, aw.lane() % 4)
+    await aw.yield_now()
+    out[aw.lane()] = 1 if ev.is_set() else 0
+
+
+def test_event_is_set_reads_the_flag():
+    W = 32
+    flags = np.array([0, 1, 0, 7], np.uint32)
+    out = poisoned(W, np.int32)
+    run_source(peek, 1, out, flags, W=W, progress="cooperative")
+    np.testing.assert_array_equal(out, (flags[np.arange(W) % 4] != 0).astype(np.int32))
+
+
+# ---------------------------------------------------------------- errors
+
+
+async def channel_in_branch(out: aw.Array[aw.i32]):
+    if out[0] == 0:
+        ch = aw.Channel(aw.i32, 2)
+        await ch.send(1)
+
+
+async def channel_after_await(out: aw.Array[aw.i32]):
+    await aw.yield_now()
+    sem = aw.Semaphore(1)
+    await sem.acquire()
+
+
+async def send_in_divergent_code(out: aw.Array[aw.i32]):
+    ch = aw.Channel(aw.i32, 2)
+    if aw.lane() < 3:
+        await ch.send(1)
+
+
+@pytest.mark.parametrize(
+    "kernel, needle, message",
+    [
+        (channel_in_branch, "aw.Channel(", "must be created at the kernel's top level"),
+        (channel_after_await, "aw.Semaphore(", "must be created before the kernel's first await"),
+        (send_in_divergent_code, "ch.send", "must be reached by all lanes of a warp together"),
+    ],
+)
+def test_misplaced_primitives_are_compile_errors_at_their_line(kernel, needle, message):
+    with pytest.raises(CompileError, match=message) as e:
+        run_source(kernel, 1, poisoned(4, np.int32), W=32, progress="cooperative")
+    assert f"test_primitives.py:{line_of(kernel, needle)}:" in str(e.value)
+
+
+def test_primitives_cannot_be_made_on_the_host():
+    with pytest.raises(TypeError, match="inside @aw.kernel"):
+        aw.Channel(aw.i32, 4)
