@@ -31,8 +31,19 @@ def test_catalogue_covers_every_group():
 # `auto` picks on devices without forward progress, e.g. lavapipe); elsewhere the
 # progress mode changes nothing.
 AWAITING_GROUPS = ("async", "channels", "sync", "stress")
-RUNS = [(cid, "auto") for cid in sorted(REGISTRY)] + [
-    (cid, "cooperative") for cid in sorted(REGISTRY) if REGISTRY[cid].group in AWAITING_GROUPS
+# Cases that fail because of a compiler defect (reported, not yet fixed). Strict: once the
+# defect is fixed the case passes, the xfail turns into a failure and the entry must go.
+KNOWN_DEFECTS: dict[str, str] = {}
+
+
+def _run(case_id: str, progress: str):
+    reason = KNOWN_DEFECTS.get(case_id)
+    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+    return pytest.param(case_id, progress, marks=marks, id=f"{case_id}-{progress}")
+
+
+RUNS = [_run(cid, "auto") for cid in sorted(REGISTRY)] + [
+    _run(cid, "cooperative") for cid in sorted(REGISTRY) if REGISTRY[cid].group in AWAITING_GROUPS
 ]
 
 

@@ -14,6 +14,7 @@ from asyncwarp.core import interpreter, ir
 from asyncwarp.core.ops import COLLECTIVE, info
 from asyncwarp.core.passes.fold_lanes import fold_lanes
 from asyncwarp.core.types import ArrayType, bool_, f32, i32, u32, u64
+from asyncwarp.core.verify import verify
 
 SUBGROUPS = [4, 8, 16, 32, 64, 128]
 WIDTHS = [32, 64]
@@ -25,6 +26,16 @@ def C(value, t=i32) -> ir.Const:
 
 def arr(name, t, space="global") -> ir.Var:
     return ir.Var(name, ArrayType(t, space))
+
+
+def load(b: ir.Builder, array: ir.Var, index, order="weak", scope=None) -> ir.Var:
+    scope = scope or ("block" if array.type.space == "shared" else "device")
+    return b.op("load", array, index, order=order, scope=scope)
+
+
+def store(b: ir.Builder, array: ir.Var, index, value, order="weak", scope=None) -> None:
+    scope = scope or ("block" if array.type.space == "shared" else "device")
+    b.op("store", array, index, value, order=order, scope=scope)
 
 
 def poison(n, dtype) -> np.ndarray:
@@ -44,7 +55,9 @@ def logical_index(b: ir.Builder, W: int):
 
 
 def fold_and_run(kernel: ir.Kernel, H: int, warps: int, grid: int, args: list, levels=None):
+    verify(kernel, "logical")
     folded = fold_lanes(kernel, H, warps, {} if levels is None else levels)
+    verify(folded, "lowered")
     for s in folded.walk():
         if isinstance(s, ir.Op):
             assert info(s.opcode).category != COLLECTIVE, s.opcode
@@ -59,13 +72,30 @@ def fold_and_run(kernel: ir.Kernel, H: int, warps: int, grid: int, args: list, l
 def collectives_kernel(W: int) -> tuple[ir.Kernel, list]:
     a, fa = arr("a", i32), arr("fa", f32)
     k_src, m_xor = ir.Var("k_src", i32), ir.Var("m_xor", u32)
-    names = ["sum", "min", "max", "scan", "shf", "shu", "shc", "bcast", "xor", "xord", "xorc",
-             "any", "all", "usum", "uscan", "ushf", "fmin"]
+    names = [
+        "sum",
+        "min",
+        "max",
+        "scan",
+        "shf",
+        "shu",
+        "shc",
+        "bcast",
+        "xor",
+        "xord",
+        "xorc",
+        "any",
+        "all",
+        "usum",
+        "uscan",
+        "ushf",
+        "fmin",
+    ]
     outs = {n: arr(n, f32 if n == "fmin" else i32) for n in names}
     outs["bal"] = arr("bal", u64)
     b = ir.Builder()
     lane, warp, g = logical_index(b, W)
-    x = b.op("load", a, g)
+    x = load(b, a, g)
     res = {
         "sum": b.op("warp_sum", x),
         "min": b.op("warp_min", x),
@@ -83,14 +113,15 @@ def collectives_kernel(W: int) -> tuple[ir.Kernel, list]:
         "usum": b.op("warp_sum", b.op("add", warp, C(3))),
         "uscan": b.op("warp_prefix_sum", b.op("add", warp, C(2))),
         "ushf": b.op("shuffle", b.op("mul", warp, C(11)), lane),
-        "fmin": b.op("warp_min", b.op("load", fa, g)),
+        "fmin": b.op("warp_min", load(b, fa, g)),
         "bal": b.op("ballot", b.op("gt", x, C(0))),
     }
     b.op("warp_sync")
     for name, v in res.items():
-        b.op("store", outs[name], g, v)
-    kern = ir.Kernel("collectives", [a, fa, k_src, m_xor, *outs.values()], b.block,
-                     attrs={"warp_width": W})
+        store(b, outs[name], g, v)
+    kern = ir.Kernel(
+        "collectives", [a, fa, k_src, m_xor, *outs.values()], b.block, attrs={"warp_width": W}
+    )
     return kern, list(outs)
 
 
@@ -103,14 +134,24 @@ def collectives_reference(x: np.ndarray, fx: np.ndarray, k_src: int, m: int, W: 
     ballot = [sum(1 << j for j in range(W) if row[j] > 0) for row in xw]
     fmin = np.fmin.reduce(fx.reshape(-1, W), axis=1)
     ref = {
-        "sum": rep(xw.sum(1)), "min": rep(xw.min(1)), "max": rep(xw.max(1)),
-        "scan": np.cumsum(xw, 1), "shf": xw[rows, (lane * 5 + 3) % W],
-        "shu": rep(xw[:, k_src % W]), "shc": rep(xw[:, W - 2]), "bcast": xw[rows, rep(warp % W)],
-        "xor": xw[rows, (lane ^ m) % W], "xord": xw[rows, lane ^ ((lane & 3) * 9) % W],
+        "sum": rep(xw.sum(1)),
+        "min": rep(xw.min(1)),
+        "max": rep(xw.max(1)),
+        "scan": np.cumsum(xw, 1),
+        "shf": xw[rows, (lane * 5 + 3) % W],
+        "shu": rep(xw[:, k_src % W]),
+        "shc": rep(xw[:, W - 2]),
+        "bcast": xw[rows, rep(warp % W)],
+        "xor": xw[rows, (lane ^ m) % W],
+        "xord": xw[rows, lane ^ ((lane & 3) * 9) % W],
         "xorc": xw[rows, lane ^ 3],
-        "any": rep((xw > 90).any(1)), "all": rep((xw > -95).all(1)),
-        "usum": rep((warp + 3) * W), "uscan": (rep(warp) + 2) * (lane + 1),
-        "ushf": rep(warp * 11), "fmin": rep(fmin), "bal": rep(np.array(ballot, dtype=np.uint64)),
+        "any": rep((xw > 90).any(1)),
+        "all": rep((xw > -95).all(1)),
+        "usum": rep((warp + 3) * W),
+        "uscan": (rep(warp) + 2) * (lane + 1),
+        "ushf": rep(warp * 11),
+        "fmin": rep(fmin),
+        "bal": rep(np.array(ballot, dtype=np.uint64)),
     }
     return {k: v.reshape(-1) for k, v in ref.items()}
 
@@ -126,11 +167,13 @@ def test_collectives_fold_to_the_logical_results(warp_width, H):
     fx[::7] = np.nan  # warp_min is minNum: NaN lanes are ignored
     k_src, m = -3, int(rng.integers(W // 2, W))  # a mask with bits above H crosses copies
     kern, names = collectives_kernel(W)
-    outs = [poison(n, np.uint64 if nm == "bal" else (np.float32 if nm == "fmin" else np.int32))
-            for nm in names]
+    outs = [
+        poison(n, np.uint64 if nm == "bal" else (np.float32 if nm == "fmin" else np.int32))
+        for nm in names
+    ]
     fold_and_run(kern, H, warps, grid, [x, fx, np.int32(k_src), np.uint32(m), *outs])
     ref = collectives_reference(x, fx, k_src, m, W)
-    for name, got in zip(names, outs):
+    for name, got in zip(names, outs, strict=True):
         np.testing.assert_array_equal(got, ref[name].astype(got.dtype), err_msg=name)
 
 
@@ -142,7 +185,7 @@ def control_kernel(W: int, warps: int) -> ir.Kernel:
     n = ir.Var("n", i32)
     b = ir.Builder()
     lane, warp, g = logical_index(b, W)
-    x = b.op("load", a, g)
+    x = load(b, a, g)
     y, acc, s, j, i = (ir.Var(v, i32) for v in ("y", "acc", "s", "j", "i"))
     # if x > 0: y = x * 2 if x & 1 else x + 5   else: y = -x
     then, t2, e2, else_ = b.nested(), b.nested(), b.nested(), b.nested()
@@ -187,8 +230,9 @@ def control_kernel(W: int, warps: int) -> ir.Kernel:
     go = head.op("lt", k2, n)
     brk = body.nested()
     brk.emit(ir.Break())
-    body.emit(ir.If(body.op("gt", body.op("add", x, body.op("mul", k2, C(20))), C(60)),
-                    brk.block, []))
+    body.emit(
+        ir.If(body.op("gt", body.op("add", x, body.op("mul", k2, C(20))), C(60)), brk.block, [])
+    )
     latch.assign(k2, latch.op("add", k2, C(1)))
     b.emit(ir.Loop(head.block, go, body.block, latch.block))
     # warp-uniform branch with collectives in it
@@ -199,20 +243,24 @@ def control_kernel(W: int, warps: int) -> ir.Kernel:
     b.emit(ir.If(b.op("eq", b.op("band", warp, C(1)), C(1)), then.block, else_.block))
     # atomics in uniform code: every logical lane takes a ticket
     ticket = b.op("atomic", counter, C(0), C(1), op="add", order="relaxed", scope="device")
-    b.op("store", tickets, g, ticket)
+    store(b, tickets, g, ticket)
     # block memory across warps: reverse the block
     sm = ir.Var("sm", ArrayType(i32, "shared"))
     b.emit(ir.Op(sm, "shared_alloc", (), {"n": warps * W}))
     tid = b.op("add", b.op("mul", warp, C(W)), lane)
-    b.op("store", sm, tid, x)
+    store(b, sm, tid, x)
     b.op("barrier")
-    z = b.op("load", sm, b.op("sub", C(warps * W - 1), tid))
+    z = load(b, sm, b.op("sub", C(warps * W - 1), tid))
     everyone = b.op("cast", b.op("block_all", b.op("gt", x, C(-95))), type=i32)
-    total = b.op("add", b.op("add", b.op("add", y, b.op("mul", acc, C(1000))), s),
-                 b.op("mul", b.op("add", w, z), C(7)))
-    total = b.op("add", b.op("add", total, b.op("mul", k2, C(100_000))),
-                 b.op("mul", everyone, C(1 << 24)))
-    b.op("store", out, g, total)
+    total = b.op(
+        "add",
+        b.op("add", b.op("add", y, b.op("mul", acc, C(1000))), s),
+        b.op("mul", b.op("add", w, z), C(7)),
+    )
+    total = b.op(
+        "add", b.op("add", total, b.op("mul", k2, C(100_000))), b.op("mul", everyone, C(1 << 24))
+    )
+    store(b, out, g, total)
     return ir.Kernel("control", [a, n, out, counter, tickets], b.block, attrs={"warp_width": W})
 
 
@@ -268,7 +316,7 @@ def test_scalar_parameter_reassigned_in_divergent_code_gets_copies():
     then = b.nested()
     then.assign(n, then.op("add", n, lane))
     b.emit(ir.If(b.op("ne", b.op("band", lane, C(1)), C(0)), then.block, []))
-    b.op("store", out, g, n)
+    store(b, out, g, n)
     kern = ir.Kernel("param", [n, out], b.block, attrs={"warp_width": W})
     o = poison(W, np.int32)
     folded = fold_and_run(kern, H, 1, 1, [40, o])
@@ -279,15 +327,24 @@ def test_scalar_parameter_reassigned_in_divergent_code_gets_copies():
 # ---------------------------------------------------------------- the lowered form
 
 
-@pytest.mark.parametrize(("W", "H", "fold", "block_size"),
-                         [(32, 8, 4, 24), (64, 64, 1, 192), (32, 64, 1, 96), (64, 4, 16, 12)])
-def test_attrs_follow_the_lowered_ir_contract(W, H, fold, block_size):
+@pytest.mark.parametrize(
+    ("warp_width", "H", "fold", "block_size"),
+    [(32, 8, 4, 24), (64, 64, 1, 192), (32, 64, 1, 96), (64, 4, 16, 12)],
+)
+def test_attrs_follow_the_lowered_ir_contract(warp_width, H, fold, block_size):
+    W = warp_width
     kern, _ = collectives_kernel(W)
     folded = fold_lanes(kern, H, 3, {})
-    assert folded.attrs == {"warp_width": W, "subgroup": H, "fold": fold, "warps": 3,
-                            "block_size": block_size}
-    clusters = {s.attrs["cluster"] for s in folded.walk()
-                if isinstance(s, ir.Op) and "cluster" in s.attrs}
+    assert folded.attrs == {
+        "warp_width": W,
+        "subgroup": H,
+        "fold": fold,
+        "warps": 3,
+        "block_size": block_size,
+    }
+    clusters = {
+        s.attrs["cluster"] for s in folded.walk() if isinstance(s, ir.Op) and "cluster" in s.attrs
+    }
     assert clusters == {min(W, H)}
 
 
@@ -297,7 +354,7 @@ def test_input_kernel_is_not_mutated_and_divergent_vars_get_named_copies():
     folded = fold_lanes(kern, 8, 2, {})
     assert ir.print_kernel(kern) == before
     text = ir.print_kernel(folded)
-    assert "%acc#3" in text and "%acc#4" not in text and "%continued#0" in text
+    assert "%acc#3" in text and "%acc#4" not in text and "#0: bool = copy(false)" in text
     assert "%n#" not in text  # uniform values stay single
 
 
@@ -307,7 +364,7 @@ def test_levels_mark_extra_variables_divergent():
     b = ir.Builder()
     _, _, g = logical_index(b, W)
     t = b.op("timer")
-    b.op("store", out, g, b.op("cast", t, type=u32))
+    store(b, out, g, b.op("cast", t, type=u32))
     kern = ir.Kernel("lv", [out], b.block, attrs={"warp_width": W})
     plain = ir.print_kernel(fold_lanes(kern, 8, 1, {}))
     marked = ir.print_kernel(fold_lanes(kern, 8, 1, {t: ir.DIVERGENT}))
@@ -319,8 +376,8 @@ def test_default_levels_fold_a_simple_kernel():
     a, out = arr("a", i32), arr("out", i32)
     b = ir.Builder()
     lane, _, g = logical_index(b, W)
-    x = b.op("load", a, g)
-    b.op("store", out, g, b.op("add", x, b.op("warp_sum", x)))
+    x = load(b, a, g)
+    store(b, out, g, b.op("add", x, b.op("warp_sum", x)))
     kern = ir.Kernel("simple", [a, out], b.block, attrs={"warp_width": W})
     folded = fold_lanes(kern, H, 1)
     xv = np.random.default_rng(4).integers(-50, 50, W).astype(np.int32)

@@ -9,6 +9,7 @@ import asyncwarp as aw
 from asyncwarp import lane as imported_lane
 from asyncwarp.core import frontend, ir, uniformity
 from asyncwarp.core.frontend import Awaitable, KernelObject, compile_function, register_builtin
+from asyncwarp.core.types import from_dtype
 from asyncwarp.core.verify import verify
 
 F32 = aw.Array[aw.f32]
@@ -497,7 +498,8 @@ def test_keyword_arguments_defaults_and_annotations():
     kern = build(k, F32, aw.f32)
     t = text(kern)
     assert "mul(%scaled_x, 2.0:f32)" in t and "mul(%scaled1_x, 3.0:f32)" in t
-    assert "add(%t0, 0.0:f32)" in t and "add(%t2, 1.0:f32)" in t
+    offsets = [o.args[1] for o in ops(kern, "add")][:2]
+    assert offsets == [ir.Const(0.0, aw.f32), ir.Const(1.0, aw.f32)]  # default, then keyword
     assert ops(kern, "store")[-1].args[2] == ir.Const(1.0, aw.f32)  # annotated v: f32
 
 
@@ -866,3 +868,106 @@ def test_decorated_kernels_tuple_constants_and_annotated_arrays():
     kern = build(k, F32)  # the @aw.kernel line is ignored; its function is compiled
     assert kern.name == "k" and kern.body[0].attrs == {"n": 8}
     assert ops(kern, "load")[0].args[1] == ir.Const(4, aw.i32)
+
+
+# ---------------------------------------------------------------- behaviour (reference interpreter)
+
+
+def execute(fn, W, *args, warps=1):
+    """Compile fn for W, lower it (H = W) and run one block on the reference interpreter."""
+    from asyncwarp.core import interpreter
+    from asyncwarp.core.backend import BuildOptions
+    from asyncwarp.core.passes.pipeline import lower
+
+    types = [aw.Array[from_dtype(a.dtype)] if isinstance(a, np.ndarray)
+             else from_dtype(np.asarray(a).dtype) for a in args]  # fmt: skip
+    kernel = build(fn, *types, W=W)
+    options = BuildOptions(warp_width=W, warps=warps, subgroup=W, progress="independent")
+    interpreter.run(lower(kernel, options), 1, list(args))
+
+
+@aw.func
+def py_divmod(a, b):
+    return a // b, a % b
+
+
+def test_integer_arithmetic_follows_python(W, rng):
+    def k(out: I32, f: F32, x: I32, y: I32):
+        i = aw.lane()
+        q, r = py_divmod(x[i], y[i])
+        out[4 * i] = q
+        out[4 * i + 1] = r
+        out[4 * i + 2] = (x[i] << 3) ^ (y[i] >> 1) | 5
+        out[4 * i + 3] = x[i] ** 3 - abs(y[i]) + min(x[i], y[i], 7)
+        f[i] = x[i] / y[i] + 0.5
+
+    x = rng.integers(-1000, 1000, W).astype(np.int32)
+    y = rng.integers(1, 50, W).astype(np.int32) * rng.choice([-1, 1], W).astype(np.int32)
+    out = np.full(4 * W, -0x5EADBEE, np.int32)
+    f = np.full(W, np.nan, np.float32)
+    execute(k, W, out, f, x, y)
+    np.testing.assert_array_equal(out[0::4], x // y)
+    np.testing.assert_array_equal(out[1::4], x % y)
+    np.testing.assert_array_equal(out[2::4], (x << 3) ^ (y >> 1) | 5)
+    want = x.astype(np.int64) ** 3 - abs(y) + np.minimum(np.minimum(x, y), 7)
+    np.testing.assert_array_equal(out[3::4], want.astype(np.int32))
+    np.testing.assert_allclose(f, (x / y + 0.5).astype(np.float32), rtol=1e-6)
+
+
+def test_loops_returns_and_short_circuits_follow_python(W, rng):
+    def k(out: I32, a: I32, n: aw.i32):
+        i = aw.lane()
+        total = 0
+        for j in range(i, -1, -3):  # negative constant step
+            total += j
+        for j in range(0, n, n // 4 - 2):  # a step known only at run time
+            total += 1
+            j = 100  # does not change the iteration
+        steps = 0
+        while steps < i and not (steps > 5 and a[steps] < 0):
+            steps += 1
+        out[3 * i] = total
+        out[3 * i + 1] = first_negative(a, i) if i < n and a[i] > -1000 else -7
+        out[3 * i + 2] = steps
+
+    a = rng.integers(-20, 100, W).astype(np.int32)
+    out = np.full(3 * W, -0x5EADBEE, np.int32)
+    n = np.int32(W // 2 + 3)
+    execute(k, W, out, a, n)
+    lanes = np.arange(W)
+    step = int(n) // 4 - 2
+    want_total = [sum(range(i, -1, -3)) + len(range(0, int(n), step)) for i in lanes]
+    np.testing.assert_array_equal(out[0::3], want_total)
+
+    def first_neg(i):
+        return next((j for j in range(i) if a[j] < 0), -1)
+
+    np.testing.assert_array_equal(out[1::3], [first_neg(i) if i < n else -7 for i in lanes])
+
+    def steps_of(i):
+        s = 0
+        while s < i and not (s > 5 and a[s] < 0):
+            s += 1
+        return s
+
+    np.testing.assert_array_equal(out[2::3], [steps_of(i) for i in lanes])
+
+
+def test_casts_and_literal_typing_follow_the_documented_rules(W, rng):
+    def k(out: U32, f: F32, x: F32, u: U32):
+        i = aw.lane()
+        out[3 * i] = aw.u32(x[i])  # truncates toward zero, saturates at 0
+        out[3 * i + 1] = u[i] - 1  # wraps around in u32
+        out[3 * i + 2] = aw.u32(aw.warp_sum(aw.i32(x[i] > 0.0)))
+        f[i] = clamp(x[i] * 2, -1, 1) if u[i] & 1 else relu(x[i])
+
+    x = (rng.standard_normal(W) * 10).astype(np.float32)
+    u = rng.integers(0, 4, W).astype(np.uint32)
+    out = np.full(3 * W, 0xDEADBEEF, np.uint32)
+    f = np.full(W, np.nan, np.float32)
+    execute(k, W, out, f, x, u)
+    np.testing.assert_array_equal(out[0::3], np.where(x > 0, np.trunc(x), 0).astype(np.uint32))
+    np.testing.assert_array_equal(out[1::3], u - np.uint32(1))
+    np.testing.assert_array_equal(out[2::3], np.full(W, (x > 0).sum(), np.uint32))
+    want = np.where(u & 1, np.clip(x * 2, -1, 1), np.maximum(x, 0)).astype(np.float32)
+    np.testing.assert_array_equal(f, want)

@@ -535,7 +535,8 @@ def test_coroutine_never_awaited():
         x = some_async(a)  # <-
         a[0] = x
 
-    expect_error(k, [I32], "coroutine some_async(...) is never awaited: add await", at="some_async(a)")
+    never = "coroutine some_async(...) is never awaited: add await"
+    expect_error(k, [I32], never, at="some_async(a)")
     expect_error(sync, [I32], "a future", "add await")
 
 

@@ -6,8 +6,6 @@ reference on random data, outputs poisoned first; independent and cooperative
 progress must agree.
 """
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 
@@ -426,6 +424,66 @@ def test_lane_divergent_locks_from_source(W, progress):
     np.testing.assert_array_equal(counts, np.bincount(buckets[buckets >= 0], minlength=nb))
 
 
+async def skips_and_returns(out: aw.Array[aw.i32], x: aw.Array[aw.i32]):
+    i = gid()
+    total = 0
+    for k in range(6):  # warp-uniform loop
+        if (x[i] + k) % 3 == 0:  # lane-divergent continue: the rest waits per lane
+            continue
+        await aw.yield_now()
+        total += k
+    if aw.warp_id() == 1:  # warp-uniform early return
+        out[i] = total
+        return
+    if x[i] < 0:  # lane-divergent early return
+        out[i] = -total
+        return
+    await aw.sleep(20)
+    out[i] = total + 1000
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_divergent_continue_and_early_returns_around_awaits(W, progress):
+    rng = np.random.default_rng(W + 13)
+    x = rng.integers(-20, 20, 2 * W).astype(np.int32)
+    out = poisoned(2 * W, np.int32)
+    run_source(skips_and_returns, 1, out, x, W=W, progress=progress, warps=2)
+    k = np.arange(6)
+    total = np.where((x[:, None] + k) % 3 == 0, 0, k).sum(1)
+    warp = np.arange(2 * W) // W
+    want = np.where(warp == 1, total, np.where(x < 0, -total, total + 1000))
+    np.testing.assert_array_equal(out, want)
+
+
+async def barrier_between_awaits(out: aw.Array[aw.i32], x: aw.Array[aw.i32]):
+    board = aw.shared(aw.i32, 4 * aw.WARP)
+    me = aw.warp_id() * aw.WARP + aw.lane()
+    for _ in range(aw.warp_id() + 1):  # warps finish their first task at different times
+        await aw.yield_now()
+    board[me] = x[me] * 2
+    aw.barrier()  # top level between awaits: every warp's task up to here is done
+    await aw.yield_now()
+    out[me] = board[(me + aw.WARP) % (4 * aw.WARP)]
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_top_level_barrier_between_awaits(W, progress):
+    x = np.random.default_rng(W + 17).integers(-99, 99, 4 * W).astype(np.int32)
+    out = poisoned(4 * W, np.int32)
+    run_source(
+        barrier_between_awaits,
+        1,
+        out,
+        x,
+        W=W,
+        progress=progress,
+        warps=4,
+        scheduler="random",
+        seed=2,
+    )
+    np.testing.assert_array_equal(out, np.roll(x * 2, -W))
+
+
 @aw.func
 async def log_steps(
     log: aw.Array[aw.i32], cursor: aw.Array[aw.u32], tag: aw.i32, steps: aw.i32
@@ -583,6 +641,66 @@ def test_static_executor_maps_nested_joins_onto_warp_ranges(W, progress, executo
     np.testing.assert_array_equal(runs, [1, 1] if executor == "static" else [2, 2])
 
 
+@aw.func
+async def lane_work(x: aw.Array[aw.i32], i: aw.i32) -> aw.i32:
+    await aw.yield_now()
+    return x[i] * 3
+
+
+@aw.func
+async def warp_work() -> aw.i32:
+    await aw.yield_now()
+    return aw.warp_id() + 40
+
+
+@aw.func
+async def sign_work(x: aw.Array[aw.i32], i: aw.i32) -> aw.bool_:
+    await aw.yield_now()
+    return x[i] > 0
+
+
+async def results_everywhere(out: aw.Array[aw.i32], x: aw.Array[aw.i32]):
+    i = aw.block_id() * aw.WARP + aw.lane()
+    a, w, pos = await aw.join(lane_work(x, i), warp_work(), sign_work(x, i), warps=(2, 1, 1))
+    k = 3 * ((aw.block_id() * aw.num_warps() + aw.warp_id()) * aw.WARP + aw.lane())
+    out[k] = a
+    out[k + 1] = w
+    out[k + 2] = 1 if pos else 0
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_join_results_reach_every_warp(W, progress):
+    """The await's value after a warp-mapped join is the same on every warp of the block."""
+    grid = 2
+    x = np.random.default_rng(W + 23).integers(-9, 9, grid * W).astype(np.int32)
+    out = poisoned(3 * grid * 4 * W, np.int32)
+    run_source(results_everywhere, grid, out, x, W=W, progress=progress)
+    got = out.reshape(grid, 4, W, 3)
+    lanes = x.reshape(grid, 1, W)
+    np.testing.assert_array_equal(got[..., 0], np.broadcast_to(lanes * 3, (grid, 4, W)))
+    np.testing.assert_array_equal(got[..., 1], 42)  # branch 1 ran on warp 2
+    np.testing.assert_array_equal(got[..., 2], np.broadcast_to(lanes > 0, (grid, 4, W)))
+
+
+@aw.func
+async def halves(x: aw.Array[aw.i32], out: aw.Array[aw.i32]):
+    i = aw.block_id() * aw.WARP + aw.lane()
+    a, b = await aw.join(lane_work(x, i), warp_work(), warps=(1, 1))
+    out[(aw.block_id() * 3 + aw.warp_id()) * aw.WARP + aw.lane()] = a + b
+
+
+async def nested_results(out: aw.Array[aw.i32], x: aw.Array[aw.i32]):
+    await aw.join(halves(x, out), solo(out), warps=(2, 1))
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_static_nested_join_results_reach_the_warps_of_its_range(W, progress):
+    x = np.random.default_rng(W + 29).integers(-99, 99, W).astype(np.int32)
+    out = poisoned(3 * W, np.int32)
+    run_source(nested_results, 1, out, x, W=W, progress=progress, executor="static")
+    np.testing.assert_array_equal(out[: 2 * W], np.tile(x * 3 + 41, 2))  # warp_work on warp 1
+
+
 async def two_way(out: aw.Array[aw.i32]):
     await aw.join(solo(out), solo(out))
 
@@ -609,3 +727,62 @@ def test_static_nested_split_must_fill_its_range():
             progress="cooperative",
             executor="static",
         )
+
+
+# ---------------------------------------------------------------- every backend, ptxas
+
+
+def test_async_kernels_on_every_backend(run, backend, W):
+    """The same kernels through @aw.kernel on each backend present (progress "auto")."""
+    rng = np.random.default_rng(W + 21)
+    grid, warps = 2, 2
+    size = grid * warps * W
+    x = rng.integers(-50, 50, size).astype(np.int32)
+    n = rng.integers(0, 4, size).astype(np.int32)
+    out = poisoned(size, np.int32)
+    run(aw.kernel(awaits_everywhere), grid, out, x, n, warps=warps)
+    np.testing.assert_array_equal(out, awaits_everywhere_reference(x, n, W, warps, grid))
+
+    buckets = rng.integers(-1, 5, size).astype(np.int32)
+    locks, counts = np.zeros(5, np.uint32), np.zeros(5, np.uint32)
+    run(aw.kernel(per_lane_locks), grid, locks, counts, buckets, warps=warps)
+    np.testing.assert_array_equal(counts, np.bincount(buckets[buckets >= 0], minlength=5))
+
+    buf, res, runs = poisoned(2 * W, np.int32), poisoned(3 * W, np.int32), np.zeros(2, np.uint32)
+    run(aw.kernel(specialised), 1, buf, runs, res, executor="static")
+    np.testing.assert_array_equal(res, np.repeat([3, 3, 7], W))
+    np.testing.assert_array_equal(runs, [1, 1])
+
+
+ASSEMBLED = [
+    (awaits_everywhere, ["i32[]", "i32[]", "i32[]"], 2),
+    (per_lane_locks, ["u32[]", "u32[]", "i32[]"], 2),
+    (selects, ["i32[]", "i32[]", "i32[]"], 2),
+    (specialised, ["i32[]", "u32[]", "i32[]"], None),
+    (never_set, ["u32[]", "i32[]"], 2),
+]
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_lowered_kernels_assemble_with_ptxas(W, progress):
+    from asyncwarp.backends.cuda import ptxas
+    from asyncwarp.backends.cuda.ptx import emit_ptx
+    from asyncwarp.core.backend import BuildOptions
+    from asyncwarp.core.passes.pipeline import lower
+
+    elems = {"i32[]": ArrayType(i32), "u32[]": ArrayType(u32)}
+    target = ptxas.nearest_target("sm_70")
+    for fn, types, warps in ASSEMBLED:
+        for watchdog_ns in (0, 100_000):
+            opts = BuildOptions(
+                backend="cuda",
+                warp_width=W,
+                warps=warps,
+                subgroup=32,
+                progress=progress,
+                executor="static",
+                arch="sm_70",
+                watchdog_ns=watchdog_ns,
+            )
+            k = compile_function(fn, [elems[t] for t in types], warp_width=W)
+            ptxas.assemble(emit_ptx(lower(k, opts), "sm_70"), target)

@@ -5,8 +5,6 @@ reference interpreter, with W in {32, 64} and both progress modes; results are
 compared with numpy references on random data, outputs poisoned first.
 """
 
-from __future__ import annotations
-
 import inspect
 
 import numpy as np
@@ -393,3 +391,45 @@ def test_misplaced_primitives_are_compile_errors_at_their_line(kernel, needle, m
 def test_primitives_cannot_be_made_on_the_host():
     with pytest.raises(TypeError, match="inside @aw.kernel"):
         aw.Channel(aw.i32, 4)
+
+
+# ---------------------------------------------------------------- every backend
+
+
+def test_primitives_on_every_backend(run, backend, W):
+    """Channels, barrier, semaphore and events through @aw.kernel on each backend present."""
+    rng = np.random.default_rng(W + 31)
+    count = 5
+    x = rng.integers(-(10**6), 10**6, count * W).astype(np.int32)
+    out = poisoned(count * W, np.int32)
+    run(aw.kernel(relay1), 1, out, x, count)
+    np.testing.assert_array_equal(out, x)
+
+    ids = rng.permutation(3 * 2 * W).astype(np.int32)
+    seen = np.zeros(ids.size, np.uint32)
+    run(aw.kernel(many_to_many), 1, seen, ids, 2)
+    np.testing.assert_array_equal(seen, 1)
+
+    y = rng.integers(1, 1000, 4 * W).astype(np.int32)
+    got = poisoned(3 * W, np.int32)
+    run(aw.kernel(closing), 1, got, y, 4)
+    np.testing.assert_array_equal(
+        got[: 2 * W], np.concatenate([np.full(W, 4), y.reshape(4, W).sum(0)])
+    )
+
+    z = rng.integers(-1000, 1000, 2 * 4 * W).astype(np.int32)
+    acc = poisoned(4 * W, np.int32)
+    run(aw.kernel(phases), 1, acc, z, 2, warps=4)
+    weights = np.arange(1, 5)[None, :, None]
+    np.testing.assert_array_equal(acc, np.tile((z.reshape(2, 4, W) * weights).sum((0, 1)), 4))
+
+    work = np.array([2, 1, 3, 1], np.int32)
+    stats, holders = np.zeros(2, np.int32), np.zeros(1, np.int32)
+    run(aw.kernel(limited), 1, stats, holders, work, warps=4)
+    assert 1 <= stats[0] <= 2 and stats[1] == work.sum() and holders[0] == 0
+
+    grid = 3
+    v = rng.integers(-100, 100, grid * W).astype(np.int32)
+    total, ready = poisoned(grid * W, np.int32), np.zeros(grid, np.uint32)
+    run(aw.kernel(chain), grid, total, v, ready)
+    np.testing.assert_array_equal(total, np.cumsum(v.reshape(grid, W), axis=0).ravel())

@@ -78,7 +78,7 @@ def test_select_arms_must_match_each_other():
     verify(good)
     bad = kernel([op(c, "copy", Const(True, bool_)), op(x, "copy", Const(1.0, f32)),
                   op(Var("s", f32), "select", c, x, Const(0, i32))])  # fmt: skip
-    broken(bad, "operand 2", "'same'")
+    broken(bad, "operand 2", "'same1'")
 
 
 # ---------------------------------------------------------------- ops

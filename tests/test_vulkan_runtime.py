@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -637,6 +638,33 @@ def test_hung_kernel_is_reported_not_waited_for(spirv, tmp_path):
     assert "kernel 'spin'" in done.stdout
     assert "UNUSABLE" in done.stdout and "hung" in done.stdout
     assert "CLOSED" in done.stdout
+
+
+BLOCKED_EXIT = """
+import atexit, sys, time, numpy as np
+sys.path.insert(0, {repo!r})
+from asyncwarp.backends.vulkan.runtime import VulkanRuntime, VulkanTimeout
+atexit.register(time.sleep, 120)  # runs last: stands in for a driver that blocks exit
+rt = VulkanRuntime("lavapipe", timeout_s=0.2, exit_grace_s=1)
+pipeline = rt.pipeline(open({spv!r}, "rb").read(), num_buffers=1, name="spin")
+try:
+    rt.dispatch(pipeline, 65535, [rt.to_device(np.zeros(3, np.uint32))])
+except VulkanTimeout:
+    print("TIMEOUT", flush=True)
+"""
+
+
+def test_exit_blocked_by_a_hung_kernel_is_ended(spirv, tmp_path):
+    """NVIDIA's driver blocks process exit while a kernel runs; SIGALRM ends it."""
+    spv = tmp_path / "spin.spv"
+    spv.write_bytes(spirv("spin_forever"))
+    script = BLOCKED_EXIT.format(repo=str(REPO), spv=str(spv))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert "TIMEOUT" in done.stdout
+    assert done.returncode == -signal.SIGALRM, (done.returncode, done.stderr)
+    assert "terminated (SIGALRM) if still running in 1 s" in done.stderr
 
 
 def test_runs_with_one_lavapipe_thread():

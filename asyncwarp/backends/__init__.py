@@ -25,9 +25,15 @@ _status: dict = {}
 
 
 def _create(name: str, device):
+    from ..core import config
+
     module, cls = _CLASSES[name]
+    cfg = config.current()
+    kwargs = {"device": device}
+    if name == "vulkan":
+        kwargs.update(validation=cfg.vk_validation, cache_dir=cfg.cache_dir / "vulkan")
     try:
-        return getattr(importlib.import_module(module), cls)(device=device)
+        return getattr(importlib.import_module(module), cls)(**kwargs)
     except ImportError as e:  # the backend's own module failed to import
         raise BackendUnavailable(f"the {name} backend cannot be imported: {e}") from e
 

@@ -116,6 +116,7 @@ class FunctionCompiler(ScopeMixin, StmtMixin, ExprMixin, ast.NodeVisitor):
     # ---- services for builtins and primitives
 
     def error(self, message: str, loc: Loc | None = None, hint: str = "") -> NoReturn:
+        """Raise a CompileError at loc (default: the expression being compiled)."""
         raise CompileError(message, loc if loc is not None else self.b.loc, hint)
 
     @property
@@ -147,16 +148,22 @@ class FunctionCompiler(ScopeMixin, StmtMixin, ExprMixin, ast.NodeVisitor):
             self._nesting -= nested
 
     def build_block(self, fn: Callable[[], Any]) -> tuple[list, Any]:
+        """Run fn with the builder writing a fresh block; the block and fn's result."""
         block: list = []
         with self._redirect(block):
             result = fn()
         return block, result
 
     def emit_into(self, block: list, fn: Callable[[], Any]) -> Any:
+        """Run fn with the builder appending to an existing block; fn's result."""
         with self._redirect(block):
             return fn()
 
     def build_poll(self, fn: Callable[[], Any]) -> tuple[list, Var]:
+        """The poll block of an `ir.Suspend` and its `ready` Var; fn returns the readiness.
+
+        Awaits are rejected inside; `ready` is fresh, so it is set by the block alone.
+        """
         self._in_poll += 1
         try:
             block, ready = self.build_block(fn)
@@ -171,6 +178,7 @@ class FunctionCompiler(ScopeMixin, StmtMixin, ExprMixin, ast.NodeVisitor):
         return block, fresh
 
     def shared_alloc(self, elem: ScalarType, n: int, hint: str = "smem") -> Var:
+        """A block-memory array of n elems; its shared_alloc is hoisted to the kernel's top."""
         if elem not in ARRAY_ELEMS:
             self.error(
                 f"block-memory arrays of {elem} are not supported",

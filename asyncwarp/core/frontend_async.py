@@ -114,7 +114,9 @@ class Join(Awaitable):
 class Select(Awaitable):
     """`aw.select(f1, f2, ...)`: the first future to finish; `(index, value)`.
 
-    Every future must give a value of one type, or none at all (value None).
+    Futures that give a value must all give one type; value-less futures (a
+    timeout) may race them, and when one wins the value is zero of that type. If
+    no future gives a value, the value is None.
     """
 
     def __init__(self, futures: list):
@@ -134,20 +136,24 @@ class Select(Awaitable):
                 hint="return a single value from each future",
             )
         value = None
-        if any(r is not None for r in results):
-            types = [r.type if r is not None else None for r in results]
-            if None in types or len(set(types)) > 1:
-                shown = ", ".join("nothing" if t is None else str(t) for t in types)
-                fe.error(
-                    f"the futures of aw.select must all return one type, or all nothing "
-                    f"(they return {shown})",
-                    loc,
-                    hint="wrap a future in an async @aw.func that returns a value of the "
-                    "common type",
-                )
-            value = fe.b.tmp(types[0], "selected")
+        types = {r.type for r in results if r is not None}
+        if len(types) > 1:
+            shown = ", ".join("nothing" if r is None else str(r.type) for r in results)
+            fe.error(
+                f"the futures of aw.select that return a value must all return one type "
+                f"(they return {shown})",
+                loc,
+                hint="wrap a future in an async @aw.func that returns a value of the "
+                "common type",
+            )
+        if types:
+            # A value-less future (a timeout) may race valued ones; when it wins, the
+            # value is zero of the common type, so `(index, value)` is always defined.
+            vtype = types.pop()
+            value = fe.b.tmp(vtype, "selected")
             for block, r in zip(branches, results, strict=False):
-                block.append(ir.Op(value, "copy", (r,), {}, loc))
+                src = r if r is not None else fe.constant(0, vtype)
+                block.append(ir.Op(value, "copy", (src,), {}, loc))
         index = fe.b.tmp(i32, "winner")
         fe.b.emit(ir.Select(branches, index, loc))
         return (index, value)

@@ -7,7 +7,8 @@ A FunctionCompiler mixin. Typing rules (the README repeats them for users):
   and may become a float (`x * 2` with x f32 gives `2.0:f32`); a float literal
   becomes the float type of a float operand, and f32 next to an integer. Alone,
   ints are i32 (i64, then u64, when they do not fit), floats f32, bools bool.
-  Operations on literals only are folded exactly in Python.
+  Operations on literals only are folded exactly in Python. Module-level ints,
+  floats and bools are literals too; numpy scalars keep their dtype.
 - Two typed operands: equal types stay, else `types.promote` (float beats int,
   wider beats narrower, unsigned beats signed at equal width, bool is i32), the
   other operand being cast. Arithmetic on bools is done in i32.

@@ -1,7 +1,12 @@
 """Function scopes of the frontend: source locations, names, return lowering, @aw.func inlining.
 
 Every compiled function (the kernel, each inlined call) gets a `Frame`: its
-source, globals and local bindings, and the state of its `return`s. Returns
+source, globals and local bindings, and the state of its `return`s. Calls bind
+arguments as Python does (keywords and defaults are fine, star parameters are
+not); scalars are copied into fresh variables, arrays and kernel objects are
+passed by reference, and a constant argument stays compile-time when the body
+never assigns its parameter. Names resolve to locals, then the captured
+variables of an enclosing Python function, then globals and builtins. Returns
 follow docs/internals.md: when a function has a return that is not in tail
 position, its body sits in `Loop(header=[], cond=None, body=[..., Break()])`,
 `return x` assigns the result variables and breaks, and from inside user loops
@@ -300,8 +305,11 @@ class ScopeMixin:
             if current is value:
                 return
             if isinstance(current, Var) and isinstance(current.type, ScalarType):
-                self.error(f"{name!r} holds a {current.type} value and cannot be rebound to "
-                           f"{value!r}", loc, hint="use another name")
+                self.error(
+                    f"{name!r} holds a {current.type} value and cannot be rebound to {value!r}",
+                    loc,
+                    hint="use another name",
+                )
             if current is not None:
                 self.error(
                     f"{name!r} is already bound at compile time and cannot be reassigned",

@@ -309,8 +309,11 @@ class StmtMixin:
             return  # docstrings and `...`
         result = self.visit(v)
         if isinstance(result, Awaitable):
-            self.error(f"{result.describe} is never awaited: add await", self.loc(node),
-                       hint="futures only run when awaited (alone, or in aw.join / aw.select)")
+            self.error(
+                f"{result.describe} is never awaited: add await",
+                self.loc(node),
+                hint="futures only run when awaited (alone, or in aw.join / aw.select)",
+            )
 
     def visit_Pass(self, node: ast.Pass) -> None:
         pass

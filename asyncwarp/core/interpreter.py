@@ -66,9 +66,25 @@ class _Block:
 
 
 class _Subgroup:
-    __slots__ = ("machine", "block", "sg_id", "lane", "live_mask", "regs", "loops", "where",
-                 "gen", "fingerprint", "last_fingerprint", "stuck_version", "barrier_pred",
-                 "barrier_result", "waiting", "done", "scalar_slots")
+    __slots__ = (
+        "machine",
+        "block",
+        "sg_id",
+        "lane",
+        "live_mask",
+        "regs",
+        "loops",
+        "where",
+        "gen",
+        "fingerprint",
+        "last_fingerprint",
+        "stuck_version",
+        "barrier_pred",
+        "barrier_result",
+        "waiting",
+        "done",
+        "scalar_slots",
+    )
 
     def __init__(self, machine, block, sg_id, program: Program, regs: list, live: int):
         H = program.H
@@ -110,38 +126,54 @@ class _Subgroup:
             state = "running"
         what = attrs.get("what", "")
         construct = getattr(where, "opcode", None) or ("loop" if where is not None else "start")
-        return {"block": self.block.index, "subgroup": self.sg_id, "state": state,
-                "at": str(loc) if loc is not None else "?", "op": construct, "what": what}
+        return {
+            "block": self.block.index,
+            "subgroup": self.sg_id,
+            "state": state,
+            "at": str(loc) if loc is not None else "?",
+            "op": construct,
+            "what": what,
+        }
 
 
 def _format_pending(pending: list) -> str:
     lines = []
     for p in pending:
         what = f" waiting for {p['what']}" if p["what"] else ""
-        lines.append(f"  block {p['block']} subgroup {p['subgroup']}: {p['state']} at "
-                     f"{p['at']} ({p['op']}){what}")
+        lines.append(
+            f"  block {p['block']} subgroup {p['subgroup']}: {p['state']} at "
+            f"{p['at']} ({p['op']}){what}"
+        )
     return "\n".join(lines)
 
 
 def _deadlock(machine: _Machine, why: str, subgroups) -> DeadlockError:
     pending = [s.describe() for s in subgroups]
-    return DeadlockError(f"deadlock in kernel {machine.name!r}: {why}\n{_format_pending(pending)}",
-                         pending)
+    return DeadlockError(
+        f"deadlock in kernel {machine.name!r}: {why}\n{_format_pending(pending)}", pending
+    )
 
 
 def _convert_args(kernel: ir.Kernel, args: list, H: int) -> list:
     if len(args) != len(kernel.params):
-        raise TypeError(f"kernel {kernel.name!r} takes {len(kernel.params)} arguments "
-                        f"({', '.join(p.name for p in kernel.params)}), got {len(args)}")
+        raise TypeError(
+            f"kernel {kernel.name!r} takes {len(kernel.params)} arguments "
+            f"({', '.join(p.name for p in kernel.params)}), got {len(args)}"
+        )
     values = []
-    for p, a in zip(kernel.params, args):
+    for p, a in zip(kernel.params, args, strict=True):
         t = p.type
         if isinstance(t, ArrayType):
             if not isinstance(a, np.ndarray) or a.ndim != 1 or a.dtype != t.elem.dtype:
-                got = (f"ndarray {a.dtype}[{a.ndim}-d]" if isinstance(a, np.ndarray)
-                       else type(a).__name__)
-                raise TypeError(f"argument {p.name!r} of kernel {kernel.name!r} must be a 1-D "
-                                f"numpy array of {t.elem.dtype}, got {got}")
+                got = (
+                    f"ndarray {a.dtype}[{a.ndim}-d]"
+                    if isinstance(a, np.ndarray)
+                    else type(a).__name__
+                )
+                raise TypeError(
+                    f"argument {p.name!r} of kernel {kernel.name!r} must be a 1-D "
+                    f"numpy array of {t.elem.dtype}, got {got}"
+                )
             values.append(a)
             continue
         values.append(np.full(H, _scalar_arg(kernel, p, t, a), dtype=t.dtype))
@@ -176,8 +208,16 @@ def program_for(kernel: ir.Kernel) -> Program:
     return prog
 
 
-def run(kernel: ir.Kernel, grid: int, args: list, *, scheduler: str = "round_robin",
-        seed: int = 0, max_steps: int | None = None, watchdog_ns: int = 0) -> RunStats:
+def run(
+    kernel: ir.Kernel,
+    grid: int,
+    args: list,
+    *,
+    scheduler: str = "round_robin",
+    seed: int = 0,
+    max_steps: int | None = None,
+    watchdog_ns: int = 0,
+) -> RunStats:
     """Run lowered `kernel` on `grid` blocks; numpy arrays in `args` are written in place.
 
     scheduler: "round_robin" (switch at every scheduling point), "random" (seeded
@@ -196,7 +236,7 @@ def run(kernel: ir.Kernel, grid: int, args: list, *, scheduler: str = "round_rob
     per_block = -(-prog.block_size // H)  # the last subgroup may be partial
     zeros = {d: np.zeros(H, dtype=d) for d in set(prog.slot_dtypes) if d is not None}
     initial = [zeros[d] if d is not None else None for d in prog.slot_dtypes]
-    for slot, value in zip(prog.param_slots, param_values):
+    for slot, value in zip(prog.param_slots, param_values, strict=True):
         initial[slot] = value
     blocks = []
     for b in range(int(grid)):
@@ -213,70 +253,104 @@ def run(kernel: ir.Kernel, grid: int, args: list, *, scheduler: str = "round_rob
     return stats
 
 
+class _RunQueue:
+    """The subgroups that may run, and which one runs next under each policy."""
+
+    def __init__(self, subgroups: list, policy: str, seed: int):
+        self.policy = policy
+        self.rng = np.random.default_rng(seed)
+        self.queue: deque = deque(subgroups)  # round_robin, unfair: front runs next
+        self.pool: list = list(subgroups)  # random: any may run next
+        self.where = {sg: i for i, sg in enumerate(self.pool)}
+
+    def __bool__(self) -> bool:
+        return bool(self.pool if self.policy == "random" else self.queue)
+
+    def pick(self):
+        if self.policy == "random":
+            return self.pool[int(self.rng.integers(len(self.pool)))]
+        if self.policy == "round_robin":
+            return self.queue.popleft()  # put back by keep() unless it stopped
+        return self.queue[0]  # unfair: the front one runs until it stops
+
+    def keep(self, sg) -> None:
+        """`sg` reached a scheduling point and may run again."""
+        if self.policy == "round_robin":
+            self.queue.append(sg)
+
+    def drop(self, sg) -> None:
+        """`sg` finished or waits at a barrier."""
+        if self.policy == "random":
+            i = self.where.pop(sg)
+            last = self.pool.pop()
+            if last is not sg:
+                self.pool[i] = last
+                self.where[last] = i
+        elif self.policy == "unfair":
+            self.queue.remove(sg)
+
+    def add(self, sg, first: bool = False) -> None:
+        """`sg` may run again after a barrier; `first`: next under "unfair"."""
+        if self.policy == "random":
+            self.where[sg] = len(self.pool)
+            self.pool.append(sg)
+        elif first and self.policy == "unfair":
+            self.queue.appendleft(sg)
+        else:
+            self.queue.append(sg)
+
+
 class _Scheduler:
     def __init__(self, machine, blocks, policy, seed, max_steps, watchdog_ns):
         self.machine = machine
         self.blocks = blocks
         self.policy = policy
-        self.rng = np.random.default_rng(seed)
         self.max_steps = max_steps
         self.watchdog_ns = watchdog_ns
         self.live = [sg for b in blocks for sg in b.subgroups]
-        self.runnable = deque(self.live) if policy != "random" else list(self.live)
+        self.runnable = _RunQueue(self.live, policy, seed)
         self.stats = RunStats()
-
-    def _pick(self):
-        if self.policy == "random":
-            i = int(self.rng.integers(len(self.runnable)))
-            return self.runnable[i]
-        if self.policy == "round_robin":
-            return self.runnable.popleft()
-        return self.runnable[0]  # unfair: the front one runs until it stops
-
-    def _keep(self, sg) -> None:
-        if self.policy == "round_robin":
-            self.runnable.append(sg)
-
-    def _drop(self, sg) -> None:
-        if self.policy == "round_robin":
-            return  # already popped
-        self.runnable.remove(sg)
 
     def run(self) -> RunStats:
         previous = None
         machine = self.machine
         while self.runnable:
-            sg = self._pick()
+            sg = self.runnable.pick()
             if sg is not previous:
                 self.stats.switches += previous is not None
                 previous = sg
             try:
                 token = next(sg.gen)
             except StopIteration:
-                self._drop(sg)
+                self.runnable.drop(sg)
                 self._finish(sg)
                 continue
             if token == YIELD_BARRIER:
-                self._drop(sg)
+                self.runnable.drop(sg)
                 self._arrive(sg)
             else:
-                self._keep(sg)
+                self.runnable.keep(sg)
                 if token == YIELD_SLEEP:
                     self._spun(sg)
             if machine.steps > self.max_steps:
-                raise self._timeout(f"{machine.steps} op executions exceed max_steps="
-                                    f"{self.max_steps}")
+                raise self._timeout(
+                    f"{machine.steps} op executions exceed max_steps={self.max_steps}"
+                )
             if self.watchdog_ns and machine.clock() > self.watchdog_ns:
-                raise self._timeout(f"virtual clock {machine.clock()} ns exceeds the watchdog "
-                                    f"budget of {self.watchdog_ns} ns")
+                raise self._timeout(
+                    f"virtual clock {machine.clock()} ns exceeds the watchdog "
+                    f"budget of {self.watchdog_ns} ns"
+                )
         if self.live:
             raise _deadlock(machine, "no subgroup can run", self.live)
         return self.stats
 
     def _timeout(self, why: str) -> WatchdogTimeout:
         pending = [s.describe() for s in self.live]
-        return WatchdogTimeout(f"watchdog stopped kernel {self.machine.name!r}: {why}\n"
-                               f"{_format_pending(pending)}", pending)
+        return WatchdogTimeout(
+            f"watchdog stopped kernel {self.machine.name!r}: {why}\n{_format_pending(pending)}",
+            pending,
+        )
 
     def _finish(self, sg) -> None:
         sg.done = True
@@ -308,20 +382,21 @@ class _Scheduler:
             return
         kinds = {s.where.opcode for s in block.arrived}
         if len(kinds) > 1:
-            raise _deadlock(self.machine, f"subgroups of block {block.index} meet at different "
-                            f"kinds of barrier ({', '.join(sorted(kinds))})", block.arrived)
+            raise _deadlock(
+                self.machine,
+                f"subgroups of block {block.index} meet at different "
+                f"kinds of barrier ({', '.join(sorted(kinds))})",
+                block.arrived,
+            )
         # block_all: the AND of the predicate over the active lanes of every subgroup.
         result = all(s.barrier_pred for s in block.arrived)
         for s in block.arrived:
             s.barrier_result = result
             s.waiting = False
             if s is not sg:
-                self.runnable.append(s)
+                self.runnable.add(s)
         # The last to arrive never really stopped: under "unfair" it keeps running.
-        if self.policy == "unfair":
-            self.runnable.appendleft(sg)
-        else:
-            self.runnable.append(sg)
+        self.runnable.add(sg, first=True)
         block.arrived = []
 
     def _spun(self, sg) -> None:
@@ -345,5 +420,9 @@ class _Scheduler:
             )
         version = machine.mem_version
         if all(s.waiting or s.stuck_version == version for s in self.live):
-            raise _deadlock(machine, "every live subgroup waits at a barrier or spins without "
-                            "progress, and no memory write can wake them", self.live)
+            raise _deadlock(
+                machine,
+                "every live subgroup waits at a barrier or spins without "
+                "progress, and no memory write can wake them",
+                self.live,
+            )

@@ -2,8 +2,9 @@
 
 `compile_program` turns each op into a small closure over register slots (the
 op's constants and numpy implementation resolved once) and each If/Loop into a
-node of a tree; `run_subgroup` is the generator that executes the tree for one
-subgroup, yielding to the scheduler in core.interpreter at scheduling points.
+node of a tree; `run_block` is the generator that executes a tree for one
+subgroup and an active-lane mask, yielding to the scheduler in core.interpreter
+at scheduling points.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import operator
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy import count_nonzero
 
+from . import interpreter_memory as mem
 from . import interpreter_ops as sem
 from . import ir
 from .errors import DeadlockError
-from .ops import COLLECTIVE, info
+from .ops import COLLECTIVE, DECL, MEMORY, info
 from .types import ArrayType, ScalarType
 
 # Node kinds of the compiled tree.
@@ -43,14 +46,12 @@ class Program:
 
 
 class LoopFrame:
+    """The lanes of the innermost running loop that took `continue` this iteration."""
+
     __slots__ = ("continued",)
 
     def __init__(self):
         self.continued = None
-
-
-def _full_array(H: int, value, dtype) -> np.ndarray:
-    return np.full(H, value, dtype=dtype)
 
 
 class _Compiler:
@@ -105,12 +106,26 @@ class _Compiler:
                 nodes.append((RUN, tuple(run)))
                 run = []
             if isinstance(s, ir.If):
-                nodes.append((IF, self.getter(s.cond), self.block(s.then, in_latch),
-                              self.block(s.else_, in_latch)))
+                nodes.append(
+                    (
+                        IF,
+                        self.getter(s.cond),
+                        self.block(s.then, in_latch),
+                        self.block(s.else_, in_latch),
+                    )
+                )
             elif isinstance(s, ir.Loop):
                 cond = None if s.cond is None else self.getter(s.cond)
-                nodes.append((LOOP, self.block(s.header), cond, self.block(s.body),
-                              self.block(s.latch, in_latch=True), s))
+                nodes.append(
+                    (
+                        LOOP,
+                        self.block(s.header),
+                        cond,
+                        self.block(s.body),
+                        self.block(s.latch, in_latch=True),
+                        s,
+                    )
+                )
             elif isinstance(s, ir.Break):
                 nodes.append((BREAK,))
             elif isinstance(s, ir.Continue):
@@ -127,15 +142,12 @@ class _Compiler:
         return tuple(nodes)
 
     def op(self, op: ir.Op):
-        """(RUN, closure) for plain ops, or (other, node) for ops the walker handles."""
-        from . import interpreter_memory as mem
-
+        """(RUN, closure) for plain ops, or (SCHED, node) for scheduling points."""
         opc = op.opcode
         cat = info(opc).category
         if cat == COLLECTIVE or opc in _LOGICAL_SPECIALS:
             raise RuntimeError(
-                f"{op.loc}: logical op {opc!r} reached the interpreter; "
-                "run passes.fold_lanes first"
+                f"{op.loc}: logical op {opc!r} reached the interpreter; run passes.fold_lanes first"
             )
         if opc in ("barrier", "block_all"):
             pred = self.getter(op.args[0]) if op.args else None
@@ -143,7 +155,7 @@ class _Compiler:
             return SCHED, (BARRIER, pred, dst, op)
         if opc == "sleep":
             return SCHED, (SLEEP, self.getter(op.args[0]), op)
-        fn = mem.compile_memory(self, op) if cat in ("memory", "decl") else None
+        fn = mem.compile_memory(self, op) if cat in (MEMORY, DECL) else None
         if fn is None:
             fn = self.compute(op)
         if mem.is_scheduling_point(op):
@@ -178,10 +190,10 @@ class _Compiler:
         def run_op(sg, mask, full):
             res = impl(sg, mask)
             regs = sg.regs
-            if res.dtype != dtype:
+            if res.dtype is not dtype and res.dtype != dtype:
                 res = res.astype(dtype)
             if full:
-                regs[dst] = res if res.ndim else _full_array(H, res, dtype)
+                regs[dst] = res if res.ndim else np.full(H, res, dtype=dtype)
             else:
                 regs[dst] = np.where(mask, res, regs[dst])
 
@@ -189,16 +201,19 @@ class _Compiler:
 
 
 def _lift(fn, gets):
-    """Adapt an operand-vector function to the (sg, mask) calling convention."""
+    """Adapt an operand-vector function to the (sg, mask) calling convention.
+
+    Results are arrays, or numpy scalars when every operand is a constant.
+    """
     if len(gets) == 1:
         (g0,) = gets
-        return lambda sg, mask: np.asarray(fn(g0(sg.regs)))
+        return lambda sg, mask: fn(g0(sg.regs))
     if len(gets) == 2:
         g0, g1 = gets
-        return lambda sg, mask: np.asarray(fn(g0(sg.regs), g1(sg.regs)))
+        return lambda sg, mask: fn(g0(sg.regs), g1(sg.regs))
     if len(gets) == 3:
         g0, g1, g2 = gets
-        return lambda sg, mask: np.asarray(fn(g0(sg.regs), g1(sg.regs), g2(sg.regs)))
+        return lambda sg, mask: fn(g0(sg.regs), g1(sg.regs), g2(sg.regs))
     raise RuntimeError(f"unexpected operand count {len(gets)}")
 
 
@@ -246,8 +261,16 @@ def compile_program(kernel: ir.Kernel) -> Program:
     param_slots = [c.slot(p) for p in kernel.params]
     code = c.block(kernel.body)
     scalar_slots = [i for i, d in enumerate(c.dtypes) if d is not None]
-    return Program(kernel, code, c.H, int(kernel.attrs["block_size"]), len(c.dtypes),
-                   param_slots, c.dtypes, scalar_slots)
+    return Program(
+        kernel,
+        code,
+        c.H,
+        int(kernel.attrs["block_size"]),
+        len(c.dtypes),
+        param_slots,
+        c.dtypes,
+        scalar_slots,
+    )
 
 
 # ------------------------------------------------------------------ the walker
@@ -256,7 +279,8 @@ def compile_program(kernel: ir.Kernel) -> Program:
 def run_block(code: tuple, sg, mask: np.ndarray):
     """Execute `code` for the lanes in `mask`; returns the lanes that fall through (or None)."""
     machine = sg.machine
-    full = bool(mask.all())
+    H = mask.shape[0]
+    full = count_nonzero(mask) == H
     for node in code:
         kind = node[0]
         if kind == RUN:
@@ -273,7 +297,7 @@ def run_block(code: tuple, sg, mask: np.ndarray):
             mask = yield from _run_if(node, sg, mask)
             if mask is None:
                 return None
-            full = bool(mask.all())
+            full = count_nonzero(mask) == H
         elif kind == LOOP:
             yield from _run_loop(node, sg, mask)
         elif kind == BREAK:
@@ -298,9 +322,9 @@ def _run_if(node, sg, mask):
     then_mask = mask & cond
     else_mask = mask & ~cond
     then_out = else_out = None
-    if then_mask.any():
+    if count_nonzero(then_mask):
         then_out = yield from run_block(node[2], sg, then_mask)
-    if else_mask.any():
+    if count_nonzero(else_mask):
         else_out = yield from run_block(node[3], sg, else_mask)
     if then_out is None:
         return else_out
@@ -318,9 +342,8 @@ def _run_loop(node, sg, entry: np.ndarray):
         frame.continued = None
         m = yield from run_block(header, sg, active)
         if m is not None and cond is not None:
-            c = cond(sg.regs)
-            m = m & c
-            if not m.any():
+            m = m & cond(sg.regs)
+            if not count_nonzero(m):
                 m = None
         if m is not None:
             m = yield from run_block(body, sg, m)

@@ -141,11 +141,16 @@ class Suspend:
 
 @dataclass(eq=False)
 class Join:
-    """Run the branch blocks concurrently; done when every branch is done."""
+    """Run the branch blocks concurrently; done when every branch is done.
+
+    `warps` optionally gives each branch's warp count when the join is mapped onto
+    warps (warp specialisation); None means one warp each.
+    """
 
     branches: list
     loc: Loc = NO_LOC
     level: int | None = None
+    warps: tuple | None = None
 
 
 @dataclass(eq=False)
@@ -293,6 +298,8 @@ def print_block(block: list, indent: int = 1) -> list[str]:
             out.append(f"{pad}}}")
         elif isinstance(s, (Join, Select)):
             head = "join" if isinstance(s, Join) else f"{s.index!r} = select"
+            if isinstance(s, Join) and s.warps:
+                head += f" warps={s.warps}"
             out.append(f"{pad}{head}{_lvl(s.level)} {{")
             for i, br in enumerate(s.branches):
                 out.append(f"{pad}  branch {i} {{")

@@ -145,8 +145,16 @@ def _device_functions():
     return DeviceFunction
 
 
+def _is_constant(value) -> bool:
+    """Values the frontend reads as compile-time constants (they belong in the cache key)."""
+    if isinstance(value, tuple):
+        return all(_is_constant(v) for v in value)
+    return isinstance(value, (bool, int, float, np.generic))
+
+
 def source_fingerprint(fn) -> str:
-    """Hash of the kernel's source, its callees' sources and the constants it reads."""
+    """Hash of the kernel's source, its callees' sources and the constants they read
+    (module globals and captured variables)."""
     DeviceFunction = _device_functions()
     h = hashlib.sha256()
     seen: set = set()
@@ -167,8 +175,17 @@ def source_fingerprint(fn) -> str:
                 g = f.__globals__.get(name)
                 if isinstance(g, DeviceFunction):
                     visit(g.fn)
-                elif isinstance(g, (int, float)) and not isinstance(g, bool):
+                elif _is_constant(g):
                     h.update(f"{name}={g!r};".encode())
+        for name, cell in zip(f.__code__.co_freevars, f.__closure__ or ()):
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if isinstance(value, DeviceFunction):
+                visit(value.fn)
+            elif _is_constant(value):
+                h.update(f"{name}={value!r};".encode())
 
     visit(fn)
     return h.hexdigest()

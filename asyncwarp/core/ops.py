@@ -60,7 +60,8 @@ class OpInfo:
     category: str
     doc: str
     # operand classes, one per operand: 'num' any non-bool scalar, 'int', 'float',
-    # 'bool', 'scalar' any scalar, 'arr', 'idx' (integer index), 'same' = type of operand 0
+    # 'bool', 'scalar' any scalar, 'arr', 'idx' (integer index), 'same' = type of operand 0,
+    # 'same1' = type of operand 1
     operands: tuple = ()
     result: str = "same"  # 'same' (type of operand 0), 'bool', 'i32', 'u64', 'elem', 'none', 'dst'
 
@@ -95,7 +96,7 @@ for _n in ("eq", "ne", "lt", "le", "gt", "ge"):
 _def("land", 2, PURE, "logical and (both evaluated)", ("bool", "bool"), "bool")
 _def("lor", 2, PURE, "logical or (both evaluated)", ("bool", "bool"), "bool")
 _def("lnot", 1, PURE, "logical not", ("bool",), "bool")
-_def("select", 3, PURE, "c ? a : b", ("bool", "scalar", "same"), "a1")
+_def("select", 3, PURE, "c ? a : b", ("bool", "scalar", "same1"), "a1")
 _def("cast", 1, PURE, "convert to dst.type (see module doc)", ("scalar",), "dst")
 _def("copy", 1, PURE, "dst = a", ("any",), "same")
 
@@ -187,12 +188,14 @@ def result_type(opcode: str, args, attrs) -> ScalarType | ArrayType | None:
     raise RuntimeError(f"op {opcode!r} needs an explicit result type")
 
 
-def operand_ok(cls: str, t, first) -> bool:
-    """Whether type t fits operand class cls; `first` is operand 0's type."""
+def operand_ok(cls: str, t, first, second=None) -> bool:
+    """Whether type t fits operand class cls; `first`/`second` are operands 0 and 1's types."""
     if cls == "any":
         return True
     if cls == "same":
         return t == first
+    if cls == "same1":  # the type of operand 1 (select's arms)
+        return t == second
     if cls == "arr":
         return isinstance(t, ArrayType)
     if cls == "elem":

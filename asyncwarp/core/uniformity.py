@@ -117,48 +117,54 @@ class _Analysis:
     def reason(self, v) -> str:
         return self.why.get(v, "a uniform value") if isinstance(v, Var) else "a constant"
 
-    def raise_to(self, var: Var, level: int, why: str) -> None:
+    def raise_to(self, var: Var, level: int, origin, at: ir.Op | None = None) -> None:
+        """Raise var to level; `origin` says why (described only when the level rises)."""
         old = self.levels.get(var)
-        if old is None:
-            self.levels[var] = level
-            self.changed = True
-        elif level > old:
-            self.levels[var] = level
-            self.changed = True
-        else:
+        if old is not None and level <= old:
             return
+        self.levels[var] = level
+        self.changed = True
         if level > BLOCK_UNIFORM:
-            self.why[var] = why
+            self.why[var] = self.describe(origin, at)
 
-    def op_level(self, op: ir.Op) -> tuple[int, str]:
+    def describe(self, origin, at: ir.Op | None) -> str:
+        """Why a value is not uniform: it comes from an operand, a source op or a context."""
+        if isinstance(origin, str):
+            return origin
+        if isinstance(origin, Var):
+            return self.reason(origin)
+        if isinstance(origin, Ctx):
+            return f"a value assigned inside {origin.where} (line {at.loc.line})"
+        if origin.opcode == "load":
+            return f"a load at an index that depends on {self.reason(origin.args[1])}"
+        return f"{_op_name(origin.opcode)} (line {origin.loc.line})"
+
+    def op_level(self, op: ir.Op) -> tuple[int, object]:
+        """The level of op's result and its origin (an operand Var, or op as a source)."""
         code = op.opcode
-        here = f"{_op_name(code)} (line {op.loc.line})"
         if code in _BLOCK_SOURCES:
-            return BLOCK_UNIFORM, ""
+            return BLOCK_UNIFORM, None
         if code in _WARP_SOURCES:
-            return WARP_UNIFORM, here
+            return WARP_UNIFORM, op
         if code in _DIVERGENT_SOURCES:
-            return DIVERGENT, here
+            return DIVERGENT, op
         if code in _REDUCTIONS:
             x = op.args[0]
-            return min(self.level(x), WARP_UNIFORM), self.reason(x)
+            return min(self.level(x), WARP_UNIFORM), x
         if code in _SHUFFLES or code == "shuffle_xor":
             x, src = op.args
             if self.level(x) <= WARP_UNIFORM:
-                return self.level(x), self.reason(x)
+                return self.level(x), x
             if code != "shuffle_xor" and self.level(src) <= WARP_UNIFORM:
-                return WARP_UNIFORM, here
-            return DIVERGENT, f"{_op_name(code)} from lane-dependent lanes (line {op.loc.line})"
+                return WARP_UNIFORM, op
+            return DIVERGENT, op
         if code == "load":
-            index = op.args[1]
-            if self.level(index) == BLOCK_UNIFORM:
-                return BLOCK_UNIFORM, ""
-            return self.level(index), f"a load at an index that depends on {self.reason(index)}"
-        best, why = BLOCK_UNIFORM, ""
+            return self.level(op.args[1]), op
+        best, origin = BLOCK_UNIFORM, None
         for a in op.args:
-            if self.level(a) > best:
-                best, why = self.level(a), self.reason(a)
-        return best, why
+            if isinstance(a, Var) and self.levels.get(a, BLOCK_UNIFORM) > best:
+                best, origin = self.levels[a], a
+        return best, origin
 
     # ---- statements
 
@@ -197,10 +203,10 @@ class _Analysis:
             self.check_op(op, ctx)
         if op.dst is None:
             return
-        level, why = self.op_level(op)
+        level, origin = self.op_level(op)
         if ctx.level > level:
-            level, why = ctx.level, f"a value assigned inside {ctx.where} (line {op.loc.line})"
-        self.raise_to(op.dst, level, why)
+            level, origin = ctx.level, ctx
+        self.raise_to(op.dst, level, origin, op)
 
     def check_op(self, op: ir.Op, ctx: Ctx) -> None:
         category = info(op.opcode).category

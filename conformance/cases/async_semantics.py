@@ -15,6 +15,7 @@ from ._common import check_permutation, global_lane, global_warp, lanes
 NBUCKETS = 8
 LONG_NS = 20000
 SHORT_NS = 200
+STEPS = 3
 
 
 @aw.func
@@ -300,6 +301,45 @@ def join_nested_results(ctx: CaseContext) -> None:
             bool(ok.all()), f"round {r}: sleep({SHORT_NS}) did not finish before sleep({LONG_NS})"
         )
     ctx.expect_equal(seq, np.full(n // ctx.W, 4 * ctx.W, np.int32), what="stamp counts")
+
+
+@aw.func
+async def stepper(seq, log, slot):
+    for s in range(STEPS):
+        log[(slot * STEPS + s) * aw.WARP + aw.lane()] = aw.atomic_add(seq, global_warp(), 1)
+        await aw.yield_now()
+
+
+@aw.kernel
+async def interleaved_steps(seq: aw.Array[aw.i32], log: aw.Array[aw.i32]):
+    g = global_warp()
+    for r in range(2):
+        # below the top level both branches run on this warp, polled in order
+        await aw.join(stepper(seq, log, (g * 2 + r) * 2), stepper(seq, log, (g * 2 + r) * 2 + 1))
+
+
+@case("async")
+def join_interleaving(ctx: CaseContext) -> None:
+    """a join polls branches in order: steps separated by yield_now run a0 b0 a1 b1 a2 b2"""
+    blocks, warps = 2, 2
+    nwarps = blocks * warps
+    seq = np.zeros(nwarps, np.int32)
+    log = ctx.poisoned(nwarps * 2 * 2 * STEPS * ctx.W, np.int32)
+    ctx.run(interleaved_steps, blocks, seq, log, warps=warps)
+    ctx.expect_equal(seq, np.full(nwarps, 2 * 2 * STEPS * ctx.W, np.int32), what="steps run")
+    stamps = log.reshape(nwarps, 2, 2, STEPS, ctx.W)
+    # docs/async.md, Ordering: a ready branch runs to its next pending wait, then the next
+    # branch is polled; yield_now is pending once, so the branches alternate step by step
+    order = [(branch, step) for step in range(STEPS) for branch in range(2)]
+    for g in range(nwarps):
+        for r in range(2):
+            t = stamps[g, r]
+            ok = all(t[a].max() < t[b].min() for a, b in zip(order, order[1:], strict=False))
+            ctx.expect(
+                ok,
+                f"warp {g} round {r}: steps did not alternate a0 b0 a1 b1 ...: "
+                f"first stamps {[int(t[o].min()) for o in order]}",
+            )
 
 
 # ------------------------------------------------------------------ select

@@ -1,11 +1,8 @@
 """PTX sequences for the transcendental ops: exp, log, sin, cos, pow (f32 and f64).
 
 PTX has fast approximations only for f32 (ex2/lg2/sin/cos.approx) and nothing
-for f64, so these are short software sequences: argument reduction, a
-polynomial, and selects for the special values. f32 results are within a few
-ulp (core/ops.py: "the GPU's fast paths"); f64 ones within 1e-12 relative.
-Polynomials are truncated Taylor series with enough terms that the truncation
-error stays under the rounding error on the reduced interval.
+for f64, so each op is a short software sequence: argument reduction, a
+truncated Taylor polynomial, and selects for the special values.
 """
 
 from __future__ import annotations
@@ -20,6 +17,10 @@ from .ptx_ops import SUFFIX, immediate
 if TYPE_CHECKING:  # pragma: no cover
     from .ptx import PtxEmitter
 
+# Accuracy measured on an H100 against numpy (tests/test_cuda_runtime.py): f32 exp
+# <= 2 ulp, log <= 4, sin/cos <= 2 (reduced in f64), pow about one ulp per unit of
+# |b log2 a| (ex2/lg2.approx: the fast path core/ops.py allows); f64 all within
+# 2e-15 relative, where core/ops.py asks for 1e-12.
 INF = float("inf")
 NAN = float("nan")
 LOG2E_HI, LOG2E_LO = 1.4426950216293335, 1.925963033500011e-08  # f32 split of log2(e)

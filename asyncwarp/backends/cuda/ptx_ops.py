@@ -298,14 +298,15 @@ def lower_divmod(e: PtxEmitter, op: ir.Op) -> None:
             e.ins(f"rem.{ty} {r}, {av}, {divisor}")
             e.ins(f"selp.{ty} {d}, {av}, {r}, {by_zero}")
         return
-    q, r, sign, fix, nonzero = e.tmp(cls), e.tmp(cls), e.tmp(cls), e.tmp("pred"), e.tmp("pred")
-    e.ins(f"div.{ty} {q}, {av}, {divisor}")
+    r, sign, fix, nonzero = e.tmp(cls), e.tmp(cls), e.tmp("pred"), e.tmp("pred")
     e.ins(f"rem.{ty} {r}, {av}, {divisor}")
     e.ins(f"xor.{bits(t)} {sign}, {r}, {divisor}")  # negative iff the signs differ
     e.ins(f"setp.lt.{ty} {fix}, {sign}, 0")
     e.ins(f"setp.ne.{ty} {nonzero}, {r}, 0")
     e.ins(f"and.pred {fix}, {fix}, {nonzero}")
     if op.opcode == "floordiv":
+        q = e.tmp(cls)
+        e.ins(f"div.{ty} {q}, {av}, {divisor}")
         e.ins(f"@{fix} sub.{ty} {q}, {q}, 1")
         e.ins(f"@{by_minus_one} neg.{ty} {q}, {av}")
         e.ins(f"selp.{ty} {d}, 0, {q}, {by_zero}")

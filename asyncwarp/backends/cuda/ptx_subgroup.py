@@ -1,10 +1,9 @@
-"""PTX lowering of subgroup ops (an NVIDIA warp of 32 lanes): reduce, scan, shuffle, votes.
+"""PTX lowering of subgroup ops on an NVIDIA warp of 32 lanes: reduce, scan, shuffle, votes.
 
-Collectives use the full member mask 0xffffffff. That is valid because the IR
-only places them in warp-uniform control flow (core/uniformity.py), so all 32
-lanes execute them together; on sm_70+ the .sync forms also reconverge lanes
-that independent thread scheduling let drift apart (PTX ISA, "shfl.sync").
-A clustered op (attrs cluster < 32) acts on aligned groups of `cluster` lanes.
+They use the full member mask 0xffffffff, valid because the IR only places them
+in warp-uniform control flow (core/uniformity.py), and on sm_70+ the .sync forms
+reconverge lanes that independent scheduling let drift apart (PTX ISA,
+"shfl.sync"); a clustered op (cluster < 32) acts on aligned groups of lanes.
 """
 
 from __future__ import annotations

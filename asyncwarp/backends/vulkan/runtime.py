@@ -24,6 +24,7 @@ from .runtime_caps import choose_subgroup, enable_chain, probe
 from .runtime_instance import (
     NO_DEVICE,
     RuntimeState,
+    arm_exit_alarm,
     create_instance,
     enumerate_devices,
     log,
@@ -94,6 +95,8 @@ class VulkanRuntime:
     timeout_s: default limit on one dispatch before it is reported as hung.
     staging: None picks per device; True forces device-local buffers with staging
     copies (the discrete-GPU path, testable on a CPU device); False forbids them.
+    exit_grace_s: after a hung kernel, how long the process may take to exit before
+    SIGALRM ends it (some drivers block exit until the kernel ends); None: never.
     """
 
     def __init__(
@@ -104,11 +107,13 @@ class VulkanRuntime:
         cache_dir: str | os.PathLike | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         staging: bool | None = None,
+        exit_grace_s: float | None = 10.0,
     ):
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, not {timeout_s!r}")
         self.vk = load_vulkan()
         self.timeout_s = float(timeout_s)
+        self.exit_grace_s = exit_grace_s
         self.state = RuntimeState(self.vk)
         self._finalizer = weakref.finalize(self, release_runtime, self.state)
         self._lock = threading.RLock()
@@ -561,6 +566,7 @@ class VulkanRuntime:
                 # Timed out or interrupted: the submission may still run and use the
                 # command buffer and every bound object.
                 self.state.hung = kernel
+                arm_exit_alarm(self.exit_grace_s)
         raise VulkanTimeout(kernel, timeout_s)
 
     def _checked(self, name: str, fn: Callable, *args: Any, kernel: str) -> Any:

@@ -350,7 +350,9 @@ def probe(vk, pdev: PhysicalDevice) -> tuple[DeviceCaps, DeviceFeatures, DeviceL
         timestamp_valid_bits=valid_bits,
         timestamp_period_ns=float(limits.timestampPeriod),
     )
-    clock = features["shader_subgroup_clock"] or features["shader_device_clock"]
+    # Only the Device-scope clock (shaderDeviceClock) is comparable across subgroups
+    # and blocks, which a kernel-wide `timer` and the watchdog need.
+    clock = features["shader_device_clock"]
     driver = " ".join(s for s in (pdev.driver_name, pdev.driver_info) if s)
     extra = {
         "api_version": ".".join(map(str, pdev.api_version)),

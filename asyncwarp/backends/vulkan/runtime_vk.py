@@ -126,7 +126,8 @@ class VulkanTimeout(VulkanError, WatchdogTimeout):
             kernel,
             f"the kernel did not finish within {timeout_s:g} s; it is probably hung (a spin "
             "wait without forward progress?). The device is left unusable: close this "
-            "runtime and open a new one, or raise the timeout for long kernels",
+            "runtime and open a new one, or raise the timeout for long kernels. Some "
+            "drivers (NVIDIA's) keep the process from exiting while the kernel runs",
         )
         self.pending = []
         self.timeout_s = timeout_s

@@ -13,29 +13,31 @@ from __future__ import annotations
 import itertools
 
 from .. import ir
-from ..ops import result_type
+from ..ops import COLLECTIVE, info, opcodes, result_type
 from ..types import ArrayType, bool_, i32, u64
 
 _ASYNC = (ir.Suspend, ir.Join, ir.Select)
 _REDUCE_KIND = {"warp_sum": "add", "warp_min": "min", "warp_max": "max"}
-_COLLECTIVES = ("warp_sum", "warp_min", "warp_max", "warp_prefix_sum", "shuffle",
-                "shuffle_xor", "ballot", "warp_any", "warp_all", "warp_sync")
+_COLLECTIVES = tuple(n for n in opcodes() if info(n).category == COLLECTIVE)
 _PER_LANE_EFFECTS = ("atomic", "atomic_cas")  # each logical lane performs its own
 _BLOCK_LEVEL = ("barrier", "block_all", "shared_alloc")
 _NO_LOOP = object()  # Break/Continue here would leave a replicated region: malformed
 
 
-def fold_lanes(kernel: ir.Kernel, subgroup: int, warps: int,
-               levels: dict[ir.Var, int] | None = None) -> ir.Kernel:
+def fold_lanes(
+    kernel: ir.Kernel, subgroup: int, warps: int, levels: dict[ir.Var, int] | None = None
+) -> ir.Kernel:
     """A new kernel in lowered form for subgroups of `subgroup` (H) invocations.
 
     `warps` is the number of logical warps per block; `levels` (Var -> uniformity
     level) defaults to core.uniformity.analyze(kernel) and is only needed when H < W.
     """
     W = kernel.attrs.get("warp_width")
-    if not isinstance(W, int) or W < 1 or W & (W - 1):
-        raise RuntimeError(f"kernel {kernel.name!r}: attrs warp_width must be a power of two, "
-                           f"got {W!r}")
+    if not isinstance(W, int) or W < 1 or W & (W - 1) or W > 64:
+        # ballot returns one u64 bit per lane, so a warp has at most 64 lanes
+        raise RuntimeError(
+            f"kernel {kernel.name!r}: attrs warp_width must be a power of two <= 64, got {W!r}"
+        )
     H = subgroup
     if not isinstance(H, int) or H < 1 or H & (H - 1) or H > 128:
         raise ValueError(f"subgroup size must be a power of two in 1..128, got {subgroup!r}")
@@ -43,30 +45,29 @@ def fold_lanes(kernel: ir.Kernel, subgroup: int, warps: int,
         raise ValueError(f"warps must be a positive integer, got {warps!r}")
     for s in kernel.walk():
         if isinstance(s, _ASYNC):
-            raise RuntimeError(f"{s.loc}: {type(s).__name__} reached fold_lanes; "
-                               "lower_async must run first")
+            raise RuntimeError(
+                f"{s.loc}: {type(s).__name__} reached fold_lanes; lower_async must run first"
+            )
         if isinstance(s, ir.Op) and s.opcode.startswith("sg_"):
             raise RuntimeError(f"{s.loc}: kernel {kernel.name!r} is already folded ({s.opcode})")
     divergence = None
     if H < W:
         if levels is None:
-            levels = _default_levels(kernel)
+            from .. import uniformity
+
+            levels = uniformity.analyze(kernel)
         divergence = _Divergence(kernel, levels)
     folder = _Folder(W, H, warps, divergence)
     body = folder.entry_copies(kernel.params)
     body += folder.uniform_block(kernel.body, _NO_LOOP)[0]
     attrs = dict(kernel.attrs)
-    attrs.update(subgroup=H, fold=max(W // H, 1), warps=warps,
-                 block_size=warps * min(W, H) if H < W else warps * W)
+    attrs.update(
+        subgroup=H,
+        fold=max(W // H, 1),
+        warps=warps,
+        block_size=warps * min(W, H) if H < W else warps * W,
+    )
     return ir.Kernel(kernel.name, list(kernel.params), body, kernel.loc, attrs)
-
-
-def _default_levels(kernel: ir.Kernel) -> dict:
-    try:
-        from .. import uniformity
-    except ImportError:  # the analysis below infers divergence on its own
-        return {}
-    return uniformity.analyze(kernel)
 
 
 class _Divergence:
@@ -75,14 +76,20 @@ class _Divergence:
     Seeded by the uniformity levels and closed under the rules of docs/internals.md
     ("Uniformity"): a variable assigned in a divergent context is divergent; a loop
     is divergent if its condition or the context of one of its Breaks is; code after
-    a Break/Continue in a divergent context runs in that context. Warp prefix sums
-    and shuffles of divergent values are divergent although they are collectives.
+    a Break/Continue in a divergent context runs in that context. Prefix sums, and
+    shuffles of divergent values from divergent lanes, are divergent collectives.
     """
 
     def __init__(self, kernel: ir.Kernel, levels: dict):
-        self.vars = {v for v, lvl in levels.items() if lvl is not None and lvl >= ir.DIVERGENT}
-        self.regions = {id(s) for s in kernel.walk()
-                        if isinstance(s, (ir.If, ir.Loop)) and s.level == ir.DIVERGENT}
+        self.vars = {
+            v
+            for v, lvl in levels.items()
+            if lvl is not None and lvl >= ir.DIVERGENT and not isinstance(v.type, ArrayType)
+        }
+        # If/Loop statements (hashed by identity) whose code runs per lane
+        self.regions = {
+            s for s in kernel.walk() if isinstance(s, (ir.If, ir.Loop)) and s.level == ir.DIVERGENT
+        }
         self.loops: list = []
         self.changed = True
         while self.changed:
@@ -98,8 +105,8 @@ class _Divergence:
                 raise RuntimeError(f"array {var!r} would be divergent: arrays are never replicated")
             self.vars.add(var)
             self.changed = True
-        if region is not None and id(region) not in self.regions:
-            self.regions.add(id(region))
+        if region is not None and region not in self.regions:
+            self.regions.add(region)
             self.changed = True
 
     def _op_divergent(self, op: ir.Op) -> bool:
@@ -124,7 +131,7 @@ class _Divergence:
                 if s.dst is not None and (div or self._op_divergent(s)):
                     self._mark(s.dst)
             elif isinstance(s, ir.If):
-                d = div or id(s) in self.regions or self.is_div(s.cond)
+                d = div or s in self.regions or self.is_div(s.cond)
                 if d:
                     self._mark(region=s)
                 split = self._block(s.then, d)
@@ -142,7 +149,7 @@ class _Divergence:
         return left
 
     def _loop(self, s: ir.Loop, div: bool) -> None:
-        d = div or id(s) in self.regions or self.is_div(s.cond)
+        d = div or s in self.regions or self.is_div(s.cond)
         if d:
             self._mark(region=s)
         self.loops.append(s)
@@ -162,7 +169,8 @@ class _LoopBody:
 
     def skip(self, f: int) -> ir.Var:
         if not self.skips:
-            self.skips = [ir.Var(f"continued#{g}", bool_) for g in range(self.folder.F)]
+            name = f"continued{next(self.folder.names)}"
+            self.skips = [ir.Var(f"{name}#{g}", bool_) for g in range(self.folder.F)]
         return self.skips[f]
 
 
@@ -183,13 +191,22 @@ class _Folder:
         if isinstance(value, ir.Var) and value in self.div_vars:
             c = self.copies.get(value)
             if c is None:
-                c = self.copies[value] = [ir.Var(f"{value.name}#{g}", value.type)
-                                          for g in range(self.F)]
+                c = self.copies[value] = [
+                    ir.Var(f"{value.name}#{g}", value.type) for g in range(self.F)
+                ]
             return c[f]
         return value
 
-    def emit(self, out: list, opcode: str, args: tuple, loc: ir.Loc, into: ir.Var | None = None,
-             type=None, **attrs) -> ir.Var:
+    def emit(
+        self,
+        out: list,
+        opcode: str,
+        args: tuple,
+        loc: ir.Loc,
+        into: ir.Var | None = None,
+        type=None,
+        **attrs,
+    ) -> ir.Var:
         dst = into
         if dst is None:
             dst = ir.Var(f"_f{next(self.names)}", type or result_type(opcode, args, attrs))
@@ -209,8 +226,12 @@ class _Folder:
 
         The parameter itself is never replicated; its copies start from its value.
         """
-        return [ir.Op(self.val(p, f), "copy", (p,), {}, ir.NO_LOC)
-                for p in params if p in self.div_vars for f in range(self.F)]
+        return [
+            ir.Op(self.val(p, f), "copy", (p,), {}, ir.NO_LOC)
+            for p in params
+            if p in self.div_vars
+            for f in range(self.F)
+        ]
 
     # ---------------------------------------------------------------- uniform code
 
@@ -222,7 +243,7 @@ class _Folder:
             if isinstance(s, ir.Op):
                 self.uniform_op(s, out)
             elif isinstance(s, ir.If):
-                if id(s) in self.regions:
+                if s in self.regions:
                     for f in range(self.F):
                         stmts, split = self.clone_stmt(s, f, loop)
                         out += stmts
@@ -230,10 +251,10 @@ class _Folder:
                 else:
                     then, l1 = self.uniform_block(s.then, loop)
                     else_, l2 = self.uniform_block(s.else_, loop)
-                    out.append(ir.If(s.cond, then, else_, s.loc, s.level))
+                    out.append(ir.If(s.cond, then, else_, s.loc, self.level(s.level)))
                     left = l1 or l2
             elif isinstance(s, ir.Loop):
-                if id(s) in self.regions:
+                if s in self.regions:
                     for f in range(self.F):
                         out += self.clone_stmt(s, f, None)[0]
                 else:
@@ -246,18 +267,27 @@ class _Folder:
             if left:
                 # Some copies continued: the rest of the loop body runs per copy, guarded.
                 for f in range(self.F):
-                    rest, _ = self.clone_block(block[i + 1:], f, loop)
+                    rest, _ = self.clone_block(block[i + 1 :], f, loop)
                     out += self.guarded(rest, loop, f)
                 return out, True
         return out, False
 
     def uniform_loop(self, s: ir.Loop) -> ir.Loop:
         body_ctx = _LoopBody(self)
-        header, split = self.uniform_block(s.header, _NO_LOOP)
+        header, _ = self.uniform_block(s.header, _NO_LOOP)
         body, _ = self.uniform_block(s.body, body_ctx)
         latch, _ = self.uniform_block(s.latch, _NO_LOOP)
         reset = [ir.Op(v, "copy", (ir.Const(False, bool_),), {}, s.loc) for v in body_ctx.skips]
-        return ir.Loop(header, s.cond, reset + body, latch, s.loc, s.level)
+        return ir.Loop(header, s.cond, reset + body, latch, s.loc, self.level(s.level))
+
+    def level(self, logical: int | None) -> int | None:
+        """The level of emitted-once control flow, relative to the physical subgroup.
+
+        With H > W a subgroup holds several warps, so warp-uniform code may diverge in it.
+        """
+        if self.H > self.W and logical == ir.WARP_UNIFORM:
+            return ir.DIVERGENT
+        return logical
 
     def guarded(self, stmts: list, loop, f: int) -> list:
         if not stmts:
@@ -278,14 +308,19 @@ class _Folder:
             out.append(ir.Op(op.dst, opc, (p,), dict(op.attrs), op.loc))
         elif opc in _BLOCK_LEVEL:
             out.append(ir.Op(op.dst, opc, op.args, dict(op.attrs), op.loc))
-        elif (opc in _PER_LANE_EFFECTS or self.is_div(op.dst)
-              or (op.dst is None and any(self.is_div(a) for a in op.args))):
+        elif (
+            opc in _PER_LANE_EFFECTS
+            or self.is_div(op.dst)
+            or (op.dst is None and any(self.is_div(a) for a in op.args))
+        ):
             for f in range(self.F):
                 self.clone_op(op, f, out, replicated=False)
         else:
             if any(self.is_div(a) for a in op.args):
-                raise RuntimeError(f"{op.loc}: uniform {op.dst!r} = {opc} reads a divergent "
-                                   "operand: the uniformity levels are inconsistent")
+                raise RuntimeError(
+                    f"{op.loc}: uniform {op.dst!r} = {opc} reads a divergent "
+                    "operand: the uniformity levels are inconsistent"
+                )
             self.clone_op(op, 0, out, replicated=False)
 
     def is_div(self, value) -> bool:
@@ -302,7 +337,7 @@ class _Folder:
             if isinstance(s, (ir.Break, ir.Continue)):
                 return out, split
             if split:
-                rest, _ = self.clone_block(block[i + 1:], f, loop)
+                rest, _ = self.clone_block(block[i + 1 :], f, loop)
                 return out + self.guarded(rest, loop, f), True
         return out, False
 
@@ -328,17 +363,21 @@ class _Folder:
                 # Copy f leaves this iteration of a loop that the other copies go on with.
                 flag = ir.Op(loop.skip(f), "copy", (ir.Const(True, bool_),), {}, s.loc)
                 return [flag], True
-            raise RuntimeError(f"{s.loc}: divergent {type(s).__name__.lower()} leaves a loop "
-                               "that is emitted once for all copies (its level should be "
-                               "divergent)")
+            raise RuntimeError(
+                f"{s.loc}: divergent {type(s).__name__.lower()} leaves a loop "
+                "that is emitted once for all copies (its level should be "
+                "divergent)"
+            )
         raise RuntimeError(f"unknown IR statement {s!r}")
 
     def clone_op(self, op: ir.Op, f: int, out: list, replicated: bool) -> None:
         """Copy f's version of a non-collective op (specials mapped to physical lanes)."""
         opc, loc = op.opcode, op.loc
         if replicated and (opc in _COLLECTIVES or opc in _BLOCK_LEVEL):
-            raise RuntimeError(f"{loc}: {opc} in divergent control flow reached fold_lanes; the "
-                               "uniformity check must reject it first")
+            raise RuntimeError(
+                f"{loc}: {opc} in divergent control flow reached fold_lanes; the "
+                "uniformity check must reject it first"
+            )
         dst = None if op.dst is None else self.val(op.dst, f)
         if opc == "lane":
             self.lane(out, f, loc, into=dst)
@@ -396,14 +435,26 @@ class _Folder:
             results, before = [], None
             for f in range(F):
                 last = into if F == 1 else self.target(op.dst, f)
-                scan = self.emit(out, "sg_scan", (xs[f],), loc, into=None if f else last,
-                                 op="add", inclusive=True, cluster=C)
-                results.append(scan if before is None else
-                               self.emit(out, "add", (before, scan), loc, into=last))
+                scan = self.emit(
+                    out,
+                    "sg_scan",
+                    (xs[f],),
+                    loc,
+                    into=None if f else last,
+                    op="add",
+                    inclusive=True,
+                    cluster=C,
+                )
+                results.append(
+                    scan
+                    if before is None
+                    else self.emit(out, "add", (before, scan), loc, into=last)
+                )
                 if f < F - 1:
                     total = self.emit(out, "sg_reduce", (xs[f],), loc, op="add", cluster=C)
-                    before = total if before is None else self.emit(out, "add", (before, total),
-                                                                    loc)
+                    before = (
+                        total if before is None else self.emit(out, "add", (before, total), loc)
+                    )
             self.bind(op.dst, results, out, loc)
         elif opc in ("warp_any", "warp_all"):
             combine, sg_op = ("lor", "sg_any") if opc == "warp_any" else ("land", "sg_all")
@@ -414,8 +465,7 @@ class _Folder:
             self.bind(op.dst, [r] * F, out, loc)
         elif opc == "ballot":
             # Bit f*H + p of the warp's mask is copy f of invocation p (copy-major lanes).
-            r = self.emit(out, "sg_ballot", (xs[0],), loc, into=into if F == 1 else None,
-                          cluster=C)
+            r = self.emit(out, "sg_ballot", (xs[0],), loc, into=into if F == 1 else None, cluster=C)
             for f in range(1, F):
                 bits = self.emit(out, "sg_ballot", (xs[f],), loc, cluster=C)
                 shifted = self.emit(out, "shl", (bits, ir.Const(f * self.H, u64)), loc)
@@ -439,8 +489,9 @@ class _Folder:
                 if r is not self.val(dst, f):
                     self.emit(out, "copy", (r,), loc, into=self.val(dst, f))
         elif any(r is not results[0] for r in results):
-            raise RuntimeError(f"{loc}: collective result {dst!r} differs between lanes but its "
-                               "level is uniform")
+            raise RuntimeError(
+                f"{loc}: collective result {dst!r} differs between lanes but its level is uniform"
+            )
         elif results[0] is not dst:
             self.emit(out, "copy", (results[0],), loc, into=dst)
 
@@ -484,8 +535,12 @@ class _Folder:
             r = self.read_lane(xs, self.logical_index(s, out, loc), out, loc, into)
             self.bind(op.dst, [r] * self.F, out, loc)
             return
-        results = [self.read_lane(xs, self.logical_index(self.val(s, f), out, loc), out, loc,
-                                  self.target(op.dst, f)) for f in range(self.F)]
+        results = [
+            self.read_lane(
+                xs, self.logical_index(self.val(s, f), out, loc), out, loc, self.target(op.dst, f)
+            )
+            for f in range(self.F)
+        ]
         self.bind(op.dst, results, out, loc)
 
     def shuffle_xor(self, op: ir.Op, xs: list, out: list, into) -> None:

@@ -30,7 +30,8 @@ from .lower_async_machine import (
 )
 from .lower_async_prep import (
     UNIFORM,
-    GroupBarriers,
+    BlockMemory,
+    count_reads,
     ensure_levels,
     first_sync,
     has_async,
@@ -92,13 +93,13 @@ def lower_async(
         or watchdog_ns < 0
     ):
         raise ValueError(f"watchdog_ns must be a non-negative int, not {watchdog_ns!r}")
-    ensure_levels(kernel)
+    levels = ensure_levels(kernel)
     lw = Lowering(progress, kernel)
     body = rewrite_continues(kernel.body, ir.BLOCK_UNIFORM, lw.names)
     items = _split_phases(body)
     n_warps = _resolve_warps(items, warps)
-    barriers = GroupBarriers()
-    _assign_warp_ranges(items, executor, lw, barriers)
+    memory = BlockMemory(count_reads(body), levels, kernel.attrs.get("warp_width", 32))
+    items = _assign_warp_ranges(items, executor, lw, memory)
 
     params = list(kernel.params)
     attrs = dict(kernel.attrs)
@@ -109,7 +110,7 @@ def lower_async(
         attrs["hidden_params"] = [(WATCHDOG_PARAM, WatchdogWords(n_warps), "u32")]
     emitter = _Emitter(lw, n_warps, int(watchdog_ns), watchdog, kernel.loc)
     b = lw.builder([], kernel.loc)
-    barriers.prologue(b)
+    memory.prologue(b)
     lw.init_registers(b)
     b.block += emitter.phases(items)
     attrs.update(
@@ -232,18 +233,25 @@ def _resolve_warps(items: list, warps: int | None) -> int:
     return warps or need or 1
 
 
-def _assign_warp_ranges(items: list, executor: str, lw: Lowering, barriers: GroupBarriers) -> None:
+def _assign_warp_ranges(items: list, executor: str, lw: Lowering, memory: BlockMemory) -> list:
+    """Give each branch of a top-level join its warps; the results follow as block code."""
+    out: list = []
     for item in items:
+        out.append(item)
         if not isinstance(item, _Phase) or item.join is None:
             continue
         join = item.join
         split = join_split(join) or (1,) * len(join.branches)
-        at = 0
-        for branch, n in zip(join.branches, split, strict=True):
+        firsts = [sum(split[:k]) for k in range(len(split))]
+        b = lw.builder([], join.loc)
+        branches, loads = memory.share_results(join.branches, firsts, b)
+        for branch, first, n in zip(branches, firsts, split, strict=True):
             if executor == "static":
-                branch = map_static_joins(branch, at, at + n, lw.names, barriers)
-            item.tasks.append(((at, at + n), branch, UNIFORM))
-            at += n
+                branch = map_static_joins(branch, first, first + n, lw.names, memory)
+            item.tasks.append(((first, first + n), branch, UNIFORM))
+        if loads:
+            out.append(loads)  # every warp reads the results once the join is complete
+    return out
 
 
 # ------------------------------------------------------------------ executors

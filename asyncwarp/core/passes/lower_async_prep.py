@@ -9,11 +9,12 @@ ranges (executor "static"), and the warp-group barrier that mapping shares with
 from __future__ import annotations
 
 import copy
+from collections import Counter
 
 from .. import ir
 from ..errors import CompileError
 from ..ops import COLLECTIVE, SYNC, info
-from ..types import ArrayType, bool_, i32, u32
+from ..types import ArrayType, ScalarType, bool_, i32, u32
 
 ASYNC_NODES = (ir.Suspend, ir.Join, ir.Select)
 UNIFORM = ir.WARP_UNIFORM  # the machines only tell warp-uniform from divergent
@@ -74,12 +75,11 @@ def stmt_level(stmt: ir.Stmt, ctx: int) -> int:
     return ctx
 
 
-def ensure_levels(kernel: ir.Kernel) -> None:
-    """Run core.uniformity when the kernel's If/Loop nodes carry no levels yet."""
-    if any(isinstance(s, (ir.If, ir.Loop)) and s.level is None for s in kernel.walk()):
-        from .. import uniformity
+def ensure_levels(kernel: ir.Kernel) -> dict:
+    """The level of every variable (core.uniformity), which also sets the nodes' levels."""
+    from .. import uniformity
 
-        uniformity.check(kernel)
+    return uniformity.analyze(kernel)
 
 
 # ------------------------------------------------------------------ continue flags
@@ -181,29 +181,101 @@ def warp_in_range(b: ir.Builder, start: int, end: int) -> ir.Var:
     return b.op("land", lo, hi)
 
 
-class GroupBarriers:
-    """Block memory for the warp-group barriers of statically mapped joins: two u32 each."""
+def count_reads(block: list) -> Counter:
+    """How often each Var is read in `block` (operands and conditions)."""
+    reads: Counter = Counter()
+    for s in ir.walk(block):
+        values = s.args if isinstance(s, ir.Op) else ()
+        if isinstance(s, (ir.If, ir.Loop)):
+            values = (s.cond,)
+        elif isinstance(s, ir.Suspend):
+            values = (s.ready,)
+        reads.update(v for v in values if isinstance(v, ir.Var))
+    return reads
 
-    def __init__(self) -> None:
+
+def _assigned(block: list) -> list[ir.Var]:
+    seen: dict[ir.Var, None] = {}
+    for s in ir.walk(block):
+        dst = s.dst if isinstance(s, ir.Op) else s.index if isinstance(s, ir.Select) else None
+        if isinstance(dst, ir.Var) and isinstance(dst.type, ScalarType):
+            seen[dst] = None
+    return list(seen)
+
+
+class BlockMemory:
+    """Block memory the lowering adds: warp-group barriers and results of warp-mapped joins.
+
+    A warp-mapped join runs each branch on its own warps, but the code after it
+    runs on every warp and reads the branches' results (the await's value):
+    each branch's first warp stores the variables it assigned that are read
+    outside the branch, and every warp loads them once the join is complete.
+    """
+
+    def __init__(self, kernel_reads: Counter, levels: dict, W: int):
+        self.kernel_reads, self.levels, self.W = kernel_reads, levels, W
         self.words = ir.Var("join_barriers", ArrayType(u32, "shared"))
-        self.count = 0
+        self.barriers = 0
+        self.allocs: list[ir.Op] = []
 
-    def new(self) -> int:
-        self.count += 1
-        return 2 * (self.count - 1)
+    def new_barrier(self) -> int:
+        self.barriers += 1
+        return 2 * (self.barriers - 1)
+
+    def share_results(self, branches: list, firsts: list, b: ir.Builder) -> tuple[list, list]:
+        """(branches with their result stores appended, the loads for after the join)."""
+        out, loads = [], b.nested()
+        for branch, first in zip(branches, firsts, strict=True):
+            inside = count_reads(branch)
+            shared = [v for v in _assigned(branch) if self.kernel_reads[v] > inside[v]]
+            if not shared:
+                out.append(branch)
+                continue
+            sb = b.nested()
+            for var in shared:
+                self._share(var, sb, loads)
+            cond = b.nested()
+            mine = cond.op("eq", cond.op("warp_id"), ir.Const(first, i32))
+            out.append(list(branch) + cond.block + [ir.If(mine, sb.block, [], b.loc)])
+        return out, loads.block
+
+    def _share(self, var: ir.Var, store: ir.Builder, load: ir.Builder) -> None:
+        # A warp-uniform value takes one slot (and stays uniform when loaded); a
+        # per-lane one takes W. Block memory has no bool: it travels as u32.
+        uniform = self.levels.get(var, ir.DIVERGENT) <= ir.WARP_UNIFORM
+        elem = u32 if var.type.is_bool else var.type
+        slots = ir.Var(f"{var.name}_result", ArrayType(elem, "shared"))
+        self.allocs.append(ir.Op(slots, "shared_alloc", (), {"n": 1 if uniform else self.W}))
+        mem = {"order": "weak", "scope": "block"}
+        value: ir.Value = var
+        if var.type.is_bool:
+            value = store.op("select", var, ir.Const(1, u32), ir.Const(0, u32))
+        if uniform:
+            lb = store.nested()
+            lb.op("store", slots, ir.Const(0, i32), value, **mem)
+            store.emit(ir.If(store.op("eq", store.op("lane"), ir.Const(0, i32)), lb.block, []))
+            got = load.op("load", slots, ir.Const(0, i32), **mem)
+        else:
+            store.op("store", slots, store.op("lane"), value, **mem)
+            got = load.op("load", slots, load.op("lane"), **mem)
+        if var.type.is_bool:
+            got = load.op("ne", got, ir.Const(0, u32))
+        load.assign(var, got)
 
     def prologue(self, b: ir.Builder) -> None:
-        """Allocate and zero the words, then a block barrier (before anything awaits)."""
-        if not self.count:
+        """The allocations, and the barrier words zeroed behind a block barrier."""
+        for op in self.allocs:
+            b.emit(ir.Op(op.dst, op.opcode, op.args, op.attrs, b.loc))
+        if not self.barriers:
             return
-        b.emit(ir.Op(self.words, "shared_alloc", (), {"n": 2 * self.count}, b.loc))
+        b.emit(ir.Op(self.words, "shared_alloc", (), {"n": 2 * self.barriers}, b.loc))
         first = b.op(
             "land",
             b.op("eq", b.op("warp_id"), ir.Const(0, i32)),
             b.op("eq", b.op("lane"), ir.Const(0, i32)),
         )
         zb = b.nested()
-        for k in range(2 * self.count):
+        for k in range(2 * self.barriers):
             zb.op(
                 "store", self.words, ir.Const(k, i32), ir.Const(0, u32), order="weak", scope="block"
             )
@@ -211,14 +283,12 @@ class GroupBarriers:
         b.op("barrier")
 
 
-def map_static_joins(
-    stmts: list, start: int, end: int, b: ir.Builder, barriers: GroupBarriers
-) -> list:
+def map_static_joins(stmts: list, start: int, end: int, b: ir.Builder, memory: BlockMemory) -> list:
     """Map the joins with `warps=` among `stmts` (a branch on warps [start, end)) onto warps.
 
     Each branch of such a join gets its own sub-range; the code after it waits
     on a warp-group barrier of the range's warps (a block barrier would also
-    stop the warps of the other branches).
+    stop the warps of the other branches), then reads the branches' results.
     """
     out: list = []
     for s in stmts:
@@ -236,20 +306,20 @@ def map_static_joins(
             )
         cb = b.nested()
         cb.loc = s.loc
-        at = start
-        for branch, n in zip(s.branches, split, strict=True):
-            inner = map_static_joins(branch, at, at + n, b, barriers)
-            cond = warp_in_range(cb, at, at + n)
+        firsts = [start + sum(split[:k]) for k in range(len(split))]
+        branches, loads = memory.share_results(s.branches, firsts, cb)
+        for branch, first, n in zip(branches, firsts, split, strict=True):
+            inner = map_static_joins(branch, first, first + n, b, memory)
+            cond = warp_in_range(cb, first, first + n)
             cb.emit(ir.If(cond, inner, [], s.loc, UNIFORM))
-            at += n
         emit_group_barrier(
             cb,
-            barriers.words,
-            barriers.new(),
+            memory.words,
+            memory.new_barrier(),
             end - start,
             f"the other branches of the join on warps {start}..{end - 1}",
         )
-        out += cb.block
+        out += cb.block + loads
     return out
 
 
