@@ -112,7 +112,7 @@ def sample(t: ScalarType, n: int, rng, special=True) -> np.ndarray:
 
 def run_map(fn, inputs: list, out_t: ScalarType, n=N) -> np.ndarray:
     """out[i] = fn(builder, x0[i], x1[i], ...) on the GPU."""
-    ins = [arr(f"x{k}", ScalarType_of(a)) for k, a in enumerate(inputs)]
+    ins = [arr(f"x{k}", scalar_type_of(a)) for k, a in enumerate(inputs)]
     out, count = arr("out", out_t), ir.Var("n", i32)
 
     def build(b):
@@ -126,7 +126,7 @@ def run_map(fn, inputs: list, out_t: ScalarType, n=N) -> np.ndarray:
     return result
 
 
-def ScalarType_of(a: np.ndarray) -> ScalarType:
+def scalar_type_of(a: np.ndarray) -> ScalarType:
     return next(t for t in SCALAR_TYPES if t.dtype == a.dtype)
 
 
@@ -391,7 +391,7 @@ def test_loops_with_break_and_continue(rng):
 def run_lanes(fn, inputs: list, out_t: ScalarType, grid=2, arch=None) -> np.ndarray:
     """Like run_map but with every lane active (collectives need whole warps)."""
     n = grid * BLOCK
-    ins = [arr(f"x{k}", ScalarType_of(a)) for k, a in enumerate(inputs)]
+    ins = [arr(f"x{k}", scalar_type_of(a)) for k, a in enumerate(inputs)]
     out = arr("out", out_t)
 
     def build(b):

@@ -554,11 +554,19 @@ def test_select_needs_one_result_type():
         await aw.yield_now()
         return a[0]
 
+    @aw.func
+    async def as_float(a):
+        await aw.yield_now()
+        return aw.f32(a[0])
+
     async def k(a: I32):
-        i, v = await aw.select(as_int(a), aw.sleep(5))  # <-
+        i, v = await aw.select(as_int(a), aw.sleep(5), as_float(a))  # <-
         a[0] = i
 
-    expect_error(k, [I32], "the futures of aw.select must all return one type", "i32, nothing")
+    expect_error(
+        k, [I32], "the futures of aw.select that return a value must all return one type",
+        "i32, nothing, f32",
+    )
 
 
 def test_await_inside_a_wait_condition():
