@@ -8,9 +8,11 @@ end to end on a small selection in a temporary directory.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
+from asyncwarp.core import config
 from conformance import render, runner
 from conformance.case import GROUPS, REGISTRY, run_case
 from conformance.cases import _common  # noqa: F401  (imports the catalogue)
@@ -53,6 +55,14 @@ def test_case_passes_on_sim(case_id, progress, W):
     where = f"{case_id} at W={W}, progress={progress}"
     assert result.status == "pass", f"{where}: {result.status}: {result.message}"
     assert result.checks or result.histograms or result.notes
+
+
+@pytest.mark.parametrize("case_id", sorted(REGISTRY))
+def test_case_passes_with_lane_folding(case_id, monkeypatch):
+    """W = 64 on a pretend 8-wide subgroup (lavapipe's shape): every logical lane is folded."""
+    monkeypatch.setattr(config, "_current", replace(config.current(), sim_subgroup=8))
+    result = run_case(REGISTRY[case_id], "sim", 64, "auto", scale=SIM_SCALE)
+    assert result.status == "pass", f"{case_id} at W=64, H=8: {result.status}: {result.message}"
 
 
 def test_litmus_forbidden_outcome_fails_the_case():

@@ -110,6 +110,10 @@ def sample(t: ScalarType, n: int, rng, special=True) -> np.ndarray:
     return v
 
 
+def scalar_type_of(a: np.ndarray) -> ScalarType:
+    return next(t for t in SCALAR_TYPES if t.dtype == a.dtype)
+
+
 def run_map(fn, inputs: list, out_t: ScalarType, n=N) -> np.ndarray:
     """out[i] = fn(builder, x0[i], x1[i], ...) on the GPU."""
     ins = [arr(f"x{k}", scalar_type_of(a)) for k, a in enumerate(inputs)]
@@ -124,10 +128,6 @@ def run_map(fn, inputs: list, out_t: ScalarType, n=N) -> np.ndarray:
     result = poison(n, out_t.dtype)
     launch(kernel("map", ins + [out, count], build), -(-n // BLOCK), *inputs, result, np.int32(n))
     return result
-
-
-def scalar_type_of(a: np.ndarray) -> ScalarType:
-    return next(t for t in SCALAR_TYPES if t.dtype == a.dtype)
 
 
 # ---------------------------------------------------------------- integer semantics

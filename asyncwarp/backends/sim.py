@@ -35,7 +35,10 @@ class SimBackend:
             subgroup_size=0,  # any H in 4..128: chosen per build (config.sim_subgroup or W)
             shared_memory_bytes=1 << 20,
             max_block_threads=1 << 16,
-            progress={"lane": fair, "warp": fair, "block": fair},
+            # a subgroup runs both sides of a divergent branch one after the other, so
+            # lanes of one subgroup never wait on each other; subgroups are scheduled
+            # fairly unless the scheduler is "unfair"
+            progress={"lane": False, "warp": fair, "block": fair},
             timer=True,
         )
 
@@ -56,5 +59,7 @@ class SimBackend:
             artefact, grid, args,
             scheduler=scheduler or self.scheduler,
             seed=self.seed if seed is None else seed,
-            watchdog_ns=options.watchdog_ns,
+            # a kernel with its own watchdog (hidden report array) must be stopped by it,
+            # not by the interpreter's clock bound
+            watchdog_ns=0 if kernel.attrs.get("hidden_params") else options.watchdog_ns,
         )

@@ -1,11 +1,9 @@
 """The reference interpreter (the `sim` device): runs lowered IR lane-exact on the CPU.
 
-Each physical subgroup of H invocations is a generator walking the IR tree with
-an active-lane mask (core.interpreter_exec); a pluggable scheduler interleaves
-subgroups at scheduling points (back-edges, ordered memory ops, atomics,
-fences, barriers, sleep, timer). Spinning subgroups that can never progress and
-barriers that can never complete raise DeadlockError; runaway kernels raise
-WatchdogTimeout. It is the oracle the emitters are tested against.
+Each physical subgroup is a generator walking the IR with an active-lane mask
+(core.interpreter_exec), interleaved by a round-robin, seeded random or unfair
+scheduler at scheduling points; stuck spins and barriers raise DeadlockError and
+runaway kernels WatchdogTimeout, each naming the subgroups and source lines.
 """
 
 from __future__ import annotations

@@ -215,6 +215,10 @@ class KernelFunction:
         self.name = fn.__name__
         self.options = options
         self.signature = inspect.signature(fn)
+        try:  # `from __future__ import annotations` leaves strings: evaluate them as Python does
+            self.annotations = inspect.get_annotations(fn, eval_str=True)
+        except Exception as e:
+            raise TypeError(f"kernel {fn.__name__}: cannot evaluate its annotations: {e}") from e
         self._fingerprint: str | None = None
         self._cache: dict = {}
         self.__doc__ = fn.__doc__
@@ -259,7 +263,7 @@ class KernelFunction:
                             f"({', '.join(p.name for p in params)}), got {len(values)}")
         out = []
         for p, v in zip(params, values):
-            ann = p.annotation
+            ann = self.annotations.get(p.name, inspect.Parameter.empty)
             if ann is inspect.Parameter.empty:
                 out.append(_infer_type(v, p.name))
             elif isinstance(ann, (ArrayType, ScalarType)):
@@ -295,14 +299,29 @@ class KernelFunction:
 
             subgroup = choose_subgroup(caps, W)
         if progress == "auto":
-            if caps is None and backend_name != "sim":
-                progress = "independent" if backend_name == "cuda" else "cooperative"
-            else:
-                caps = caps or backends.get(backend_name, device).caps()
-                guaranteed = caps.progress.get("lane") and caps.progress.get("warp")
-                progress = "independent" if guaranteed else "cooperative"
+            progress = self._auto_progress(backend_name, device, caps, W, subgroup)
         return BuildOptions(backend=backend_name, warp_width=W, subgroup=subgroup,
                             progress=progress, arch=arch, **opts)
+
+    @staticmethod
+    def _auto_progress(backend_name, device, caps, W: int, subgroup: int) -> str:
+        """independent where warps of a block are guaranteed forward progress, else cooperative.
+
+        The lowering never needs lanes of one warp to make progress independently
+        (divergent awaits get per-lane state machines), but when H > W several
+        logical warps share one hardware subgroup and cannot wait on each other.
+        """
+        from .. import backends
+
+        if caps is None:
+            if backend_name == "cuda":  # building PTX without a driver: sm_70+ guarantees it
+                return "independent"
+            if backend_name != "sim":
+                caps = backends.get(backend_name, device).caps()
+        if caps is None:
+            caps = backends.get("sim", device).caps()
+        warp_progress = bool(caps.progress.get("warp")) and subgroup <= W
+        return "independent" if warp_progress else "cooperative"
 
     def compile(self, types_: tuple, options: BuildOptions) -> CompiledKernel:
         """Frontend -> passes -> emitter for one set of argument types, cached."""
@@ -394,7 +413,9 @@ class Launcher:
 def run_compiled(compiled: CompiledKernel, grid: int, args: list, backend, **launch_kw):
     """Launch with hidden parameters (the watchdog's report array) appended and decoded."""
     hidden = compiled.lowered.attrs.get("hidden_params", [])
-    extra = [np.zeros(n, dtype=np.dtype(from_name(t).dtype)) for _, n, t in hidden]
+    # a hidden parameter's length may depend on the grid (the watchdog has a word per warp)
+    extra = [np.zeros(n(grid) if callable(n) else n, dtype=from_name(t).dtype)
+             for _, n, t in hidden]
     result = backend.launch(compiled.artefact, compiled.lowered, compiled.options, grid,
                             list(args) + extra, **launch_kw)
     if hidden:

@@ -7,6 +7,7 @@ host helpers turn raw outcome codes written by litmus kernels into histograms.
 import numpy as np
 
 import asyncwarp as aw
+from asyncwarp.core.backend import DeviceCaps
 
 from ..case import CaseContext
 
@@ -72,7 +73,7 @@ def expect_equal_nan(ctx: CaseContext, got: np.ndarray, want: np.ndarray, what: 
     ctx.expect_equal(got[~nan], want[~nan], what=what)
 
 
-def device_caps(ctx: CaseContext):
+def device_caps(ctx: CaseContext) -> DeviceCaps:
     """The DeviceCaps of the context's backend and device (what its runtime probed)."""
     from asyncwarp import backends
 
