@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .backend import PROGRESS_MODES
+
 BACKENDS = ("auto", "sim", "cuda", "vulkan")
 WARP_WIDTHS = (32, 64)
 
@@ -18,6 +20,8 @@ ENV_VARS = {
     "ASYNCWARP_BACKEND": ("backend", "auto | sim | cuda | vulkan (default auto)"),
     "ASYNCWARP_WARP_WIDTH": ("warp_width", "logical warp width W, 32 or 64 (default 32)"),
     "ASYNCWARP_DEVICE": ("device", "device index, or a name substring for Vulkan (default 0)"),
+    "ASYNCWARP_PROGRESS": ("progress", "default progress mode of kernels that set none: "
+                           "auto | independent | cooperative (default auto)"),
     "ASYNCWARP_CACHE_DIR": ("cache_dir", "on-disk kernel cache (default ~/.cache/asyncwarp)"),
     "ASYNCWARP_DISK_CACHE": ("disk_cache", "0 disables the on-disk kernel cache"),
     "ASYNCWARP_PTXAS": ("ptxas", "path of the ptxas used for PTX checks"),
@@ -31,6 +35,7 @@ class Config:
     backend: str = "auto"
     warp_width: int = 32
     device: int | str = 0
+    progress: str = "auto"
     cache_dir: Path = Path.home() / ".cache" / "asyncwarp"
     disk_cache: bool = True
     ptxas: str | None = None
@@ -42,6 +47,12 @@ def _check_backend(name: str) -> str:
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {name!r}")
     return name
+
+
+def _check_progress(p: str) -> str:
+    if p not in PROGRESS_MODES:
+        raise ValueError(f"progress must be one of {', '.join(PROGRESS_MODES)}, not {p!r}")
+    return p
 
 
 def _check_warp_width(w) -> int:
@@ -73,6 +84,7 @@ def from_env(env=None) -> Config:
         "backend": _check_backend,
         "warp_width": _check_warp_width,
         "device": _device,
+        "progress": _check_progress,
         "cache_dir": lambda v: Path(v).expanduser(),
         "disk_cache": lambda v: v.strip() not in ("0", "false", "no", "off", ""),
         "ptxas": str,
@@ -100,7 +112,7 @@ def current() -> Config:
 
 
 def init(backend: str | None = None, warp_width: int | None = None, device=None,
-         **more) -> Config:
+         progress: str | None = None, **more) -> Config:
     """Set the process defaults (arguments override the environment). Returns the config.
 
     `aw.init(backend="vulkan", warp_width=64, device="lavapipe")`.
@@ -113,6 +125,8 @@ def init(backend: str | None = None, warp_width: int | None = None, device=None,
         changes["warp_width"] = _check_warp_width(warp_width)
     if device is not None:
         changes["device"] = device
+    if progress is not None:
+        changes["progress"] = _check_progress(progress)
     if "sim_subgroup" in more and more["sim_subgroup"] is not None:
         more["sim_subgroup"] = _check_subgroup(more["sim_subgroup"])
     unknown = set(more) - set(Config.__dataclass_fields__)

@@ -64,6 +64,8 @@ class CompiledKernel:
 
 def _array_dtype(value):
     """The numpy dtype of an array-like argument, or None if it is not an array."""
+    if isinstance(value, np.generic):  # numpy scalars carry a dtype and shape () too
+        return None
     if isinstance(value, np.ndarray):
         return value.dtype
     cai = getattr(value, "__cuda_array_interface__", None)
@@ -283,7 +285,7 @@ class KernelFunction:
         backend_name = backends.resolve(opts.pop("backend", None) or cfg.backend, device)
         W = _config._check_warp_width(opts.pop("warp_width", None) or cfg.warp_width)
         subgroup = opts.pop("subgroup", None)
-        progress = opts.pop("progress", "auto")
+        progress = opts.pop("progress", None) or cfg.progress
         arch = opts.pop("arch", None)
         caps = None
         if backend_name == "sim":

@@ -107,9 +107,10 @@ class SharedLayout:
         self.total = offset
         self.dynamic = offset > STATIC_SHARED_LIMIT
 
-    @staticmethod
-    def symbol(var: ir.Var) -> str:
-        return f"smem_{_ident(var.name)}_{var.id}"
+    def symbol(self, var: ir.Var) -> str:
+        # numbered by position, not by Var.id, so the same source gives the same PTX
+        index = next(i for i, (v, _, _) in enumerate(self.allocs) if v is var)
+        return f"smem_{_ident(var.name)}_{index}"
 
 
 class PtxEmitter:
@@ -149,7 +150,8 @@ class PtxEmitter:
         """The virtual register of an IR variable, declared on first use."""
         name = self._regs.get(var.id)
         if name is None:
-            name = f"%{_ident(var.name)}_{var.id}"
+            # numbered in order of first use, not by Var.id: builds are reproducible
+            name = f"%{_ident(var.name)}_{len(self._regs)}"
             self._regs[var.id] = name
             self._declared[reg_type(var.type)].append(name)
         return name
