@@ -62,6 +62,9 @@ def cmd_conformance(args) -> int:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["conformance"]:  # its own parser: pass every option through untouched
+        return cmd_conformance(argparse.Namespace(rest=argv[1:]))
     parser = argparse.ArgumentParser(prog="asyncwarp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="version, backends, devices, why a backend is missing")

@@ -68,6 +68,7 @@ class CaseContext:
     device: object = 0
     seed: int = 0
     scale: float = 1.0  # < 1 on slow devices (the interpreter): fewer litmus iterations
+    subgroup: int | None = None  # the hardware subgroup H to build for, where selectable
     histograms: dict = field(default_factory=dict)
     notes: dict = field(default_factory=dict)
     checks: int = 0
@@ -77,6 +78,8 @@ class CaseContext:
 
     def run(self, kern, grid, *args, warps=None, **options):
         opts = dict(backend=self.backend, warp_width=self.W, device=self.device)
+        if self.subgroup is not None:
+            opts["subgroup"] = self.subgroup
         if self.progress != "auto":
             opts["progress"] = self.progress
         opts.update(options)
@@ -147,9 +150,10 @@ class CaseResult:
     notes: dict = field(default_factory=dict)
 
 
-def run_case(c: Case, backend: str, W: int, progress: str, device=0, scale=1.0) -> CaseResult:
+def run_case(c: Case, backend: str, W: int, progress: str, device=0, scale=1.0,
+             subgroup: int | None = None) -> CaseResult:
     seed = zlib.crc32(f"{c.id}/{W}".encode())
-    ctx = CaseContext(backend, W, progress, device, seed, scale)
+    ctx = CaseContext(backend, W, progress, device, seed, scale, subgroup)
     t0 = time.perf_counter()
     status, message = "pass", ""
     try:

@@ -56,7 +56,7 @@ def _bar(done: int, total: int, label: str, failed: int) -> None:
 
 
 def run_suite(backend: str, device, widths, progresses, select: str | None = None,
-              scale: float | None = None) -> dict:
+              scale: float | None = None, subgroup: int | None = None) -> dict:
     _load_cases()
     cases = [c for c in REGISTRY.values() if not select or select in c.id]
     if scale is None:
@@ -74,12 +74,13 @@ def run_suite(backend: str, device, widths, progresses, select: str | None = Non
         for progress in progresses:
             results = []
             for c in cases:
-                r = run_case(c, backend, W, progress, device, scale)
+                r = run_case(c, backend, W, progress, device, scale, subgroup)
                 results.append(r.__dict__)
                 done += 1
                 failed += r.status in ("fail", "error")
                 _bar(done, total, f"W={W} {progress} {c.id}", failed)
-            report["runs"].append({"W": W, "progress": progress, "results": results})
+            report["runs"].append({"W": W, "progress": progress, "subgroup": subgroup,
+                                   "results": results})
     probes = {}
     for run in report["runs"]:
         for r in run["results"]:
@@ -118,6 +119,8 @@ def main(argv=None) -> int:
     p.add_argument("--select", default=None, help="run only cases whose id contains this")
     p.add_argument("--scale", type=float, default=None,
                    help="litmus/stress iteration scale (default 0.1 on sim, 1 elsewhere)")
+    p.add_argument("--subgroup", type=int, default=None,
+                   help="hardware subgroup width H to build for (sim: any power of two 4..128)")
     p.add_argument("--report", default=None, help="write the JSON report here")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     a = p.parse_args(argv)
@@ -131,7 +134,7 @@ def main(argv=None) -> int:
     widths = [int(w) for w in a.warp_width.split(",")]
     progresses = a.progress.split(",")
     t0 = time.perf_counter()
-    report = run_suite(a.backend, device, widths, progresses, a.select, a.scale)
+    report = run_suite(a.backend, device, widths, progresses, a.select, a.scale, a.subgroup)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     print(summary(report))
     if a.report:

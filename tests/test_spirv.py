@@ -368,7 +368,7 @@ def _memory_kernel(t: ScalarType, space: str) -> ir.Kernel:
     v = b.op("load", data, i)
     b.op("store", target, local, v)
     results = [b.op("load", target, local)]
-    ordered = t.bits in (32, 64) and not t.is_bool or space == "shared"
+    ordered = not (t.is_bool and space == "global")  # no 8-bit atomics for global bools
     for order in ORDERS if ordered else ():
         for scope in SCOPES:
             results.append(b.op("load", target, local, order=order, scope=scope))

@@ -193,8 +193,26 @@ def source_fingerprint(fn) -> str:
     return h.hexdigest()
 
 
+_BUILD_ID: str | None = None
+
+
+def compiler_build_id() -> str:
+    """Hash of the compiler's own sources: a changed compiler never reuses old kernels."""
+    global _BUILD_ID
+    if _BUILD_ID is None:
+        from pathlib import Path
+
+        h = hashlib.sha256(__version__.encode())
+        root = Path(__file__).resolve().parent.parent
+        for path in sorted(root.rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+        _BUILD_ID = h.hexdigest()[:16]
+    return _BUILD_ID
+
+
 def _cache_key(fp: str, types_: tuple, options: BuildOptions) -> str:
-    text = repr((__version__, fp, types_, options.key()))
+    text = repr((compiler_build_id(), fp, types_, options.key()))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -234,9 +252,13 @@ class KernelFunction:
                         f"{self.name}[blocks, warps](...)")
 
     def with_options(self, **options) -> "KernelFunction":
-        """A handle on the same source with other build options (shares nothing mutable)."""
+        """A handle on the same source with other build options.
+
+        Handles share the compiled-kernel cache: its key covers every option.
+        """
         k = KernelFunction(self.fn, **{**self.options, **options})
         k._fingerprint = self._fingerprint
+        k._cache = self._cache
         return k
 
     def __getitem__(self, shape) -> "Launcher":

@@ -276,7 +276,9 @@ async def nested_joins(
         # below the kernel's top level a join runs its branches interleaved on this warp
         a, b, c = await aw.join(square_later(v + r), square_later(v), ready_now(r))
         acc += a + b + c
-        slow, fast = await aw.join(stamp_after(seq, LONG_NS), stamp_after(seq, SHORT_NS))
+        # the short sleep is the first branch: it starts no later and is polled first in
+        # every pass, so it finishes first however the host thread is preempted
+        fast, slow = await aw.join(stamp_after(seq, SHORT_NS), stamp_after(seq, LONG_NS))
         log[4 * i + 2 * r] = slow
         log[4 * i + 2 * r + 1] = fast
     out[i] = acc
@@ -425,7 +427,10 @@ async def sleeper(seq, out, slot, ns):
 @aw.kernel
 async def sleep_race(seq: aw.Array[aw.i32], out: aw.Array[aw.i32]):
     b = aw.block_id()
-    await aw.join(sleeper(seq, out, 2 * b, LONG_NS), sleeper(seq, out, 2 * b + 1, SHORT_NS))
+    # the short sleeper is warp 0: devices that run a block's warps one after another
+    # between barriers (lavapipe) poll it first in every round, so a host thread that is
+    # preempted for longer than the long sleep cannot reorder the two
+    await aw.join(sleeper(seq, out, 2 * b + 1, SHORT_NS), sleeper(seq, out, 2 * b, LONG_NS))
 
 
 @case("async")

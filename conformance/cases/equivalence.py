@@ -39,7 +39,8 @@ def run_everywhere(
     subgroup and cannot wait on each other whatever the device guarantees.
     """
     guaranteed = dict(device_caps(ctx).progress)
-    built = kern.with_options(backend=ctx.backend, warp_width=ctx.W, device=ctx.device)
+    built = kern.with_options(backend=ctx.backend, warp_width=ctx.W, device=ctx.device,
+                              subgroup=ctx.subgroup)
     if built.build_options(progress="cooperative").subgroup > ctx.W:
         guaranteed["warp"] = False
     missing = [s for s in needs if not guaranteed.get(s)]
@@ -56,10 +57,11 @@ def run_everywhere(
         for k, (a, b) in enumerate(zip(first, out, strict=True)):
             ctx.expect_equal(b, a, what=f"output {k}: {name} vs {first_name}")
     if missing:
-        ctx.skip(
-            f"independent progress not run: the device does not guarantee forward "
-            f"progress between {' or '.join(s + 's' for s in missing)} "
-            f"(cooperative configurations passed)"
+        # the configurations that can run were compared; the report says what could not
+        ctx.note(
+            "independent",
+            f"not run: the device does not guarantee forward progress between "
+            f"{' or '.join(s + 's' for s in missing)}",
         )
 
 

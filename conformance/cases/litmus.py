@@ -3,8 +3,10 @@
 Each lane of each iteration is one instance on its own memory locations, so
 no instance needs resetting or waiting: the two threads of a test are two
 warps of a block (block scope) or two blocks (device scope), and they run
-through the instances concurrently, the reader in reverse order so that both
-early and late observations occur. Outcomes are counted into histograms;
+through the instances concurrently. Even lanes of the second thread meet the
+first thread on the same instance at the same time (where weak behaviours
+show); odd lanes walk the instances backwards, so early and late observations
+both occur. Outcomes are counted into histograms;
 only outcomes the model forbids are marked forbidden (relaxed variants mark
 none: every outcome is allowed there, and what a device shows is a finding).
 """
@@ -23,9 +25,11 @@ ITERATIONS = 200  # per launch on a device; the interpreter runs ctx.iterations(
 
 
 @aw.func
-def instance(role_block: aw.i32, it: aw.i32, iters: aw.i32, reverse: aw.bool_):
-    """The memory slot of this lane at iteration `it` (readers walk the instances backwards)."""
-    k = iters - 1 - it if reverse else it
+def instance(role_block: aw.i32, it: aw.i32, iters: aw.i32, second: aw.bool_):
+    """The memory slot of this lane at iteration `it` (see the module docstring)."""
+    k = it
+    if second and aw.lane() % 2 == 1:
+        k = iters - 1 - it
     return (role_block * iters + k) * aw.WARP + aw.lane()
 
 
