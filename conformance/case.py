@@ -1,4 +1,4 @@
-"""The conformance case model: a registry of small programs, each with inputs, a reference and a check.
+"""The conformance case model: small programs, each with inputs, a reference and a check.
 
 A case is a function taking a `CaseContext`; it builds random inputs, launches
 through `ctx.run`, and checks against numpy with `ctx.expect_*`. Litmus tests

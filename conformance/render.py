@@ -71,7 +71,7 @@ def markdown(reports) -> str:
         cells = [MARK.get(res[cid]["status"], "") if cid in res else "" for *_, res in cols]
         out.append(f"| {cid} | " + " | ".join(cells) + " |")
     notes = []
-    for i, (dev, w, p, res) in enumerate(cols):
+    for i, (*_, res) in enumerate(cols):
         for cid, x in res.items():
             if x["status"] in ("fail", "error", "skip"):
                 notes.append(f"- [{i + 1}] {cid}: {x['status']}: {x['message'][:200]}")

@@ -63,7 +63,7 @@ def run_suite(backend: str, device, widths, progresses, select: str | None = Non
         scale = 0.1 if backend == "sim" else 1.0
     report = {
         "format": 1,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
         "device": device_facts(backend, device),
         "runs": [],
@@ -96,8 +96,8 @@ def summary(report: dict) -> str:
         counts: dict = {}
         for r in run["results"]:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
-        lines.append(f"W={run['W']} progress={run['progress']}: "
-                     + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("pass", "fail", "error", "skip")))
+        tally = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("pass", "fail", "error", "skip"))
+        lines.append(f"W={run['W']} progress={run['progress']}: {tally}")
         for r in run["results"]:
             if r["status"] in ("fail", "error"):
                 lines.append(f"  {r['status'].upper()} {r['id']}: {r['message'][:300]}")

@@ -109,14 +109,18 @@ def test_memory_cache_hits_and_keys_on_types():
 def test_disk_cache_round_trip(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "_current", config.Config(cache_dir=tmp_path))
     t = (aw.Array[aw.f32], aw.Array[aw.f32], aw.f32, aw.i32)
-    first = scale_add.with_options(backend="cuda", arch="sm_80").specialize(*t)
+
+    def fresh():  # a new kernel object: an empty memory cache, so only the disk can hit
+        return aw.kernel(scale_add.fn, backend="cuda", arch="sm_80")
+
+    first = fresh().specialize(*t)
     files = list(tmp_path.glob("scale_add-*.pkl"))
     assert len(files) == 1
-    again = scale_add.with_options(backend="cuda", arch="sm_80").specialize(*t)  # new handle
+    again = fresh().specialize(*t)
     assert again is not first and again.asm == first.asm
     files[0].write_bytes(b"truncated")  # a damaged entry is rebuilt, never trusted
-    rebuilt = scale_add.with_options(backend="cuda", arch="sm_80").specialize(*t)
-    assert rebuilt.asm == first.asm
+    rebuilt = fresh().specialize(*t)
+    assert rebuilt.asm == first.asm and files[0].read_bytes() != b"truncated"
 
 
 def test_fingerprint_follows_callees_and_constants():

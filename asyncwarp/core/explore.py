@@ -69,7 +69,7 @@ def explore(kernel, grid, args, schedules: int = 100, seed: int = 0, *, warps: i
             report.failures.append(ScheduleFailure(s, "check", str(e)))
         except (AsyncWarpError, IndexError) as e:
             report.failures.append(ScheduleFailure(s, type(e).__name__, str(e)))
-    for user, last in zip(args, run_args):
+    for user, last in zip(args, run_args, strict=True):
         if isinstance(user, np.ndarray):
             np.copyto(user, last)
     return report

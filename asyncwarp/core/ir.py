@@ -10,8 +10,8 @@ maps directly onto SPIR-V's structured control flow and onto PTX branches.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Union
 
 from .types import ArrayType, ScalarType, Type
 
@@ -59,7 +59,7 @@ class Var:
 class Const:
     """A compile-time constant of a scalar type (value is a Python bool/int/float)."""
 
-    value: Union[bool, int, float]
+    value: bool | int | float
     type: ScalarType
 
     def __repr__(self) -> str:
@@ -68,7 +68,7 @@ class Const:
         return f"{self.value!r}:{self.type}"
 
 
-Value = Union[Var, Const]
+Value = Var | Const
 
 
 @dataclass(eq=False)
@@ -163,7 +163,7 @@ class Select:
     level: int | None = None
 
 
-Stmt = Union[Op, If, Loop, Break, Continue, Suspend, Join, Select]
+Stmt = Op | If | Loop | Break | Continue | Suspend | Join | Select
 
 
 @dataclass(eq=False)
@@ -234,7 +234,7 @@ class Builder:
     def assign(self, dst: Var, value: Value) -> None:
         self.emit(Op(dst, "copy", (value,), {}, self.loc))
 
-    def nested(self) -> "Builder":
+    def nested(self) -> Builder:
         """A builder for a fresh block that shares this one's name counter and loc."""
         b = Builder([])
         b._names = self._names

@@ -179,7 +179,7 @@ def source_fingerprint(fn) -> str:
                     visit(g.fn)
                 elif _is_constant(g):
                     h.update(f"{name}={g!r};".encode())
-        for name, cell in zip(f.__code__.co_freevars, f.__closure__ or ()):
+        for name, cell in zip(f.__code__.co_freevars, f.__closure__ or (), strict=False):
             try:
                 value = cell.cell_contents
             except ValueError:  # an empty cell
@@ -251,7 +251,7 @@ class KernelFunction:
         raise TypeError(f"launch a kernel with a grid: {self.name}[blocks](...) or "
                         f"{self.name}[blocks, warps](...)")
 
-    def with_options(self, **options) -> "KernelFunction":
+    def with_options(self, **options) -> KernelFunction:
         """A handle on the same source with other build options.
 
         Handles share the compiled-kernel cache: its key covers every option.
@@ -261,7 +261,7 @@ class KernelFunction:
         k._cache = self._cache
         return k
 
-    def __getitem__(self, shape) -> "Launcher":
+    def __getitem__(self, shape) -> Launcher:
         if not isinstance(shape, tuple):
             shape = (shape,)
         if not 1 <= len(shape) <= 2:
@@ -286,7 +286,7 @@ class KernelFunction:
             raise TypeError(f"{self.name}() takes {len(params)} argument(s) "
                             f"({', '.join(p.name for p in params)}), got {len(values)}")
         out = []
-        for p, v in zip(params, values):
+        for p, v in zip(params, values, strict=True):
             ann = self.annotations.get(p.name, inspect.Parameter.empty)
             if ann is inspect.Parameter.empty:
                 out.append(_infer_type(v, p.name))
@@ -422,7 +422,8 @@ class Launcher:
         k = self.kernel
         types_ = k.arg_types(list(args))
         params = k._params()
-        checked = [check_argument(v, t, p.name, k.name) for v, t, p in zip(args, types_, params)]
+        checked = [check_argument(v, t, p.name, k.name)
+                   for v, t, p in zip(args, types_, params, strict=True)]
         opts = k.build_options(warps=self.warps or k.options.get("warps"), **options)
         return k.compile(types_, opts), checked
 
