@@ -106,15 +106,21 @@ def lower_floordiv_mod(e: KernelEmitter, op: ir.Op) -> int:
     b_zero = e.emit("OpIEqual", boolean, b, zero)
     if not t.is_signed:
         safe = e.select(t, b_zero, one, b)  # OpUDiv/OpUMod by 0 is undefined
+        q = e.emit("OpUDiv", ty, a, safe)
         if op.opcode == "floordiv":
-            return e.select(t, b_zero, zero, e.emit("OpUDiv", ty, a, safe))
-        return e.select(t, b_zero, a, e.emit("OpUMod", ty, a, safe))
+            return e.select(t, b_zero, zero, q)
+        # the remainder as a - q*b (wrapping arithmetic is defined everywhere), rather than
+        # trusting each driver's OpUMod
+        r = e.emit("OpISub", ty, a, e.emit("OpIMul", ty, q, safe))
+        return e.select(t, b_zero, a, r)
     # OpSDiv/OpSRem are undefined for b == 0 and for MIN / -1; divide by 1 instead and
     # patch: a // -1 == -a (wrapping), a % -1 == 0.
     b_minus1 = e.emit("OpIEqual", boolean, b, e.const(-1, t))
     safe = e.select(t, e.emit("OpLogicalOr", boolean, b_zero, b_minus1), one, b)
     q = e.emit("OpSDiv", ty, a, safe)  # truncates toward zero
-    r = e.emit("OpSRem", ty, a, safe)  # sign of a
+    # the truncated remainder (sign of a) as a - q*b: NVIDIA's Vulkan driver was measured
+    # giving floor-division results that disagree with OpSRem's specified sign rule
+    r = e.emit("OpISub", ty, a, e.emit("OpIMul", ty, q, safe))
     # Floor: when the remainder is non-zero and its sign differs from b's, step down.
     differ = e.emit(
         "OpLogicalNotEqual",
