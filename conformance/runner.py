@@ -87,6 +87,11 @@ def run_suite(backend: str, device, widths, progresses, select: str | None = Non
             if r["group"] == "progress" and r["notes"]:
                 probes.update({f"W{run['W']}/{k}": v for k, v in r["notes"].items()})
     report["device"]["progress_probed"] = probes
+    if probes:  # what `auto` reads for devices whose guarantees are not known
+        from asyncwarp import backends
+        from asyncwarp.core import progress
+
+        progress.record(backends.get(backend, device).caps(), progress.from_report(probes))
     return report
 
 

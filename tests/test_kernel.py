@@ -197,3 +197,25 @@ def test_cli_info_and_demo():
                            "--size", "3000"], capture_output=True, text=True, timeout=300)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "check against numpy: OK" in demo.stdout
+
+
+def test_auto_progress_uses_known_facts_then_probes(tmp_path, monkeypatch):
+    from asyncwarp.core import progress
+    from asyncwarp.core.backend import DeviceCaps
+
+    monkeypatch.setattr(config, "_current", config.Config(cache_dir=tmp_path))
+    none = {"lane": False, "warp": False, "block": False}
+    unknown = DeviceCaps(backend="vulkan", name="Some GPU", driver="1.0", progress=none)
+    assert progress.guarantees(unknown)["warp"] is False  # nothing assumed
+    progress.record(unknown, progress.from_report({"W32/warp": True, "W64/warp": True,
+                                                   "W32/block": True, "W64/block": False}))
+    found = progress.guarantees(unknown)
+    assert found["warp"] is True and found["block"] is False  # every W must agree
+    known = DeviceCaps(backend="vulkan", name="llvmpipe", driver="x", progress=none,
+                       extra={"progress_known": True})
+    progress.record(known, {"warp": True})
+    assert progress.guarantees(known)["warp"] is False  # known facts beat a lucky probe
+    k = scale_add.with_options(backend="sim")
+    assert k._auto_progress("vulkan", 0, unknown, 32, 32) == "independent"
+    assert k._auto_progress("vulkan", 0, unknown, 32, 64) == "cooperative"  # H > W
+    assert k._auto_progress("vulkan", 0, known, 32, 32) == "cooperative"

@@ -329,13 +329,15 @@ class KernelFunction:
 
     @staticmethod
     def _auto_progress(backend_name, device, caps, W: int, subgroup: int) -> str:
-        """independent where warps of a block are guaranteed forward progress, else cooperative.
+        """independent where warps of a block are known or measured to make progress,
+        else cooperative (core/progress.py says which facts count).
 
         The lowering never needs lanes of one warp to make progress independently
         (divergent awaits get per-lane state machines), but when H > W several
         logical warps share one hardware subgroup and cannot wait on each other.
         """
         from .. import backends
+        from .progress import guarantees
 
         if caps is None:
             if backend_name == "cuda":  # building PTX without a driver: sm_70+ guarantees it
@@ -344,7 +346,7 @@ class KernelFunction:
                 caps = backends.get(backend_name, device).caps()
         if caps is None:
             caps = backends.get("sim", device).caps()
-        warp_progress = bool(caps.progress.get("warp")) and subgroup <= W
+        warp_progress = bool(guarantees(caps).get("warp")) and subgroup <= W
         return "independent" if warp_progress else "cooperative"
 
     def compile(self, types_: tuple, options: BuildOptions) -> CompiledKernel:

@@ -398,6 +398,9 @@ def probe(vk, pdev: PhysicalDevice) -> tuple[DeviceCaps, DeviceFeatures, DeviceL
         # not reach it; the emitter then uses Subgroup-scope fences (emit_spirv's
         # subgroup_fences), which lavapipe runs correctly.
         extra["subgroup_fences"] = True
+        # known: a workgroup runs on one thread, its subgroups one after another between
+        # barriers, and with LP_NUM_THREADS=1 workgroups too (core/progress.py)
+        extra["progress_known"] = True
     caps = DeviceCaps(
         backend="vulkan",
         name=pdev.name,
