@@ -16,8 +16,6 @@ from asyncwarp.demo import affine_pipeline
 STREAM_SLOTS = 4
 # Values each lane moves per batch (a batch is BATCH tiles of W consecutive floats).
 BATCH = 8
-# Multiply-adds in one compute step of the await-cost kernels.
-STEP_MULADDS = 8
 
 
 # ------------------------------------------------------------------ plain elementwise
@@ -107,8 +105,9 @@ async def produce(x: aw.Array[aw.f32], n: aw.i32, buf, full, free):
     chunk = BATCH * aw.WARP
     chunks = (n + chunk - 1) // chunk
     for c in range(aw.block_id(), chunks, aw.num_blocks()):
-        slot = await free.recv()
+        # Loads first: they are in flight while the warp waits for a free slot.
         v0, v1, v2, v3, v4, v5, v6, v7 = load_batch(x, c * chunk + aw.lane(), n - 1)
+        slot = await free.recv()
         put_batch(buf, slot * chunk + aw.lane(), v0, v1, v2, v3, v4, v5, v6, v7)
         await full.send(slot)
 
@@ -141,14 +140,16 @@ naive_stream = affine_pipeline
 
 # ------------------------------------------------------------------ await cost
 # Three kernels with one signature and one result: a chain of multiply-adds per
-# element, `steps` compute steps of STEP_MULADDS each. `compute_until` awaits a
-# future before every step that is always ready (ready_after = 0, but the compiler
-# cannot know that); `compute_ready_fn` awaits an async function that never
-# suspends. Their time over `compute_sync`'s is the cost of an await.
+# element, `steps` compute steps each. `compute_until` awaits, before every step, a
+# future that is always ready (ready_after = 0, which the compiler cannot know);
+# `compute_ready_fn` awaits an async function that never suspends. Their time over
+# `compute_sync`'s is the cost of an await. The step is written out, not looped:
+# ptxas does not unroll a counted loop of the PTX we emit, and the loop's own
+# overhead would then hide part of the await's.
 
 
 @aw.func
-def muladds(v: aw.f32, a: aw.f32, b: aw.f32):
+def muladds8(v: aw.f32, a: aw.f32, b: aw.f32):
     v = v * a + b
     v = v * a + b
     v = v * a + b
@@ -160,57 +161,86 @@ def muladds(v: aw.f32, a: aw.f32, b: aw.f32):
 
 
 @aw.func
-async def ready_muladds(v: aw.f32, a: aw.f32, b: aw.f32):
-    return muladds(v, a, b)
+def muladds32(v: aw.f32, a: aw.f32, b: aw.f32):
+    return muladds8(muladds8(muladds8(muladds8(v, a, b), a, b), a, b), a, b)
 
 
-@aw.kernel
-def compute_sync(
-    y: aw.Array[aw.f32], x: aw.Array[aw.f32], a: aw.f32, b: aw.f32, n: aw.i32,
-    steps: aw.i32, ready_after: aw.i32,
-):  # fmt: skip
-    tiles = (n + aw.WARP - 1) // aw.WARP
-    for t in range(aw.block_id() * aw.num_warps() + aw.warp_id(), tiles,
-                   aw.num_blocks() * aw.num_warps()):  # fmt: skip
-        i = t * aw.WARP + aw.lane()
-        v = x[min(i, n - 1)]
-        for _ in range(steps):
-            v = muladds(v, a, b)
-        if i < n:
-            y[i] = v
+def compute_kernels(step) -> dict[str, aw.KernelFunction]:
+    """The three await-cost kernels around one compute step (an @aw.func (v, a, b) -> v)."""
+
+    @aw.func
+    async def ready_step(v: aw.f32, a: aw.f32, b: aw.f32):
+        return step(v, a, b)
+
+    @aw.kernel
+    def compute_sync(
+        y: aw.Array[aw.f32],
+        x: aw.Array[aw.f32],
+        a: aw.f32,
+        b: aw.f32,
+        n: aw.i32,
+        steps: aw.i32,
+        ready_after: aw.i32,
+    ):
+        tiles = (n + aw.WARP - 1) // aw.WARP
+        for t in range(
+            aw.block_id() * aw.num_warps() + aw.warp_id(), tiles, aw.num_blocks() * aw.num_warps()
+        ):
+            i = t * aw.WARP + aw.lane()
+            v = x[min(i, n - 1)]
+            for _ in range(steps):
+                v = step(v, a, b)
+            if i < n:
+                y[i] = v
+
+    @aw.kernel
+    async def compute_until(
+        y: aw.Array[aw.f32],
+        x: aw.Array[aw.f32],
+        a: aw.f32,
+        b: aw.f32,
+        n: aw.i32,
+        steps: aw.i32,
+        ready_after: aw.i32,
+    ):
+        tiles = (n + aw.WARP - 1) // aw.WARP
+        for t in range(
+            aw.block_id() * aw.num_warps() + aw.warp_id(), tiles, aw.num_blocks() * aw.num_warps()
+        ):
+            i = t * aw.WARP + aw.lane()
+            v = x[min(i, n - 1)]
+            for s in range(steps):
+                await aw.until(s >= ready_after)
+                v = step(v, a, b)
+            if i < n:
+                y[i] = v
+
+    @aw.kernel
+    async def compute_ready_fn(
+        y: aw.Array[aw.f32],
+        x: aw.Array[aw.f32],
+        a: aw.f32,
+        b: aw.f32,
+        n: aw.i32,
+        steps: aw.i32,
+        ready_after: aw.i32,
+    ):
+        tiles = (n + aw.WARP - 1) // aw.WARP
+        for t in range(
+            aw.block_id() * aw.num_warps() + aw.warp_id(), tiles, aw.num_blocks() * aw.num_warps()
+        ):
+            i = t * aw.WARP + aw.lane()
+            v = x[min(i, n - 1)]
+            for _ in range(steps):
+                v = await ready_step(v, a, b)
+            if i < n:
+                y[i] = v
+
+    return {"sync": compute_sync, "until": compute_until, "ready_fn": compute_ready_fn}
 
 
-@aw.kernel
-async def compute_until(
-    y: aw.Array[aw.f32], x: aw.Array[aw.f32], a: aw.f32, b: aw.f32, n: aw.i32,
-    steps: aw.i32, ready_after: aw.i32,
-):  # fmt: skip
-    tiles = (n + aw.WARP - 1) // aw.WARP
-    for t in range(aw.block_id() * aw.num_warps() + aw.warp_id(), tiles,
-                   aw.num_blocks() * aw.num_warps()):  # fmt: skip
-        i = t * aw.WARP + aw.lane()
-        v = x[min(i, n - 1)]
-        for s in range(steps):
-            await aw.until(s >= ready_after)
-            v = muladds(v, a, b)
-        if i < n:
-            y[i] = v
-
-
-@aw.kernel
-async def compute_ready_fn(
-    y: aw.Array[aw.f32], x: aw.Array[aw.f32], a: aw.f32, b: aw.f32, n: aw.i32,
-    steps: aw.i32, ready_after: aw.i32,
-):  # fmt: skip
-    tiles = (n + aw.WARP - 1) // aw.WARP
-    for t in range(aw.block_id() * aw.num_warps() + aw.warp_id(), tiles,
-                   aw.num_blocks() * aw.num_warps()):  # fmt: skip
-        i = t * aw.WARP + aw.lane()
-        v = x[min(i, n - 1)]
-        for _ in range(steps):
-            v = await ready_muladds(v, a, b)
-        if i < n:
-            y[i] = v
+# Multiply-adds per compute step -> the three kernels.
+COMPUTE_KERNELS = {8: compute_kernels(muladds8), 32: compute_kernels(muladds32)}
 
 
 # ------------------------------------------------------------------ channel round trip
@@ -241,8 +271,3 @@ async def ping_pong(out: aw.Array[aw.i32], rounds: aw.i32):
 
 
 STREAM_KERNELS = {"stream": stream, "naive_stream": naive_stream}
-COMPUTE_KERNELS = {
-    "compute_sync": compute_sync,
-    "compute_until": compute_until,
-    "compute_ready_fn": compute_ready_fn,
-}

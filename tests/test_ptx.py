@@ -120,6 +120,9 @@ def pure_kernel(t) -> ir.Kernel:
         for u, dst in casts.items():
             b.op("store", dst, i, b.op("cast", a, type=u))
             b.op("store", dst, i, b.op("cast", k, type=u))
+            if u != t and not t.is_bool and not u.is_bool and u.bits == t.bits:
+                b.op("store", dst, i, b.op("bitcast", a, type=u))
+                b.op("store", dst, i, b.op("bitcast", k, type=u))
 
     return kernel(f"pure_{t}", [x, out, flags, *casts.values()], build)
 

@@ -132,6 +132,8 @@ def make_pure(opcode: str, arg_types: tuple, dst_type: ScalarType) -> Callable:
     is_float = isinstance(t0, ScalarType) and t0.is_float
     if opcode == "cast":
         return make_cast(t0, dst_type)
+    if opcode == "bitcast":  # ops: same bit width, so a numpy view reinterprets the bits
+        return lambda a: np.asarray(a, dtype=t0.dtype).view(dst_type.dtype)
     if opcode in ("floordiv", "mod"):
         if is_float:
             return _float_floordiv if opcode == "floordiv" else _float_mod

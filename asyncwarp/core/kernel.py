@@ -241,6 +241,7 @@ class KernelFunction:
             raise TypeError(f"kernel {fn.__name__}: cannot evaluate its annotations: {e}") from e
         self._fingerprint: str | None = None
         self._cache: dict = {}
+        self._launch_memo: dict = {}
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -426,8 +427,18 @@ class Launcher:
         params = k._params()
         checked = [check_argument(v, t, p.name, k.name)
                    for v, t, p in zip(args, types_, params, strict=True)]
-        opts = k.build_options(warps=self.warps or k.options.get("warps"), **options)
-        return k.compile(types_, opts), checked
+        if options:
+            opts = k.build_options(warps=self.warps or k.options.get("warps"), **options)
+            return k.compile(types_, opts), checked
+        # Hot path of a repeated launch: resolving options and hashing the cache key
+        # cost more than the launch itself, so remember them per argument types and
+        # configuration (aw.init() changes the configuration object).
+        memo_key = (types_, self.warps, id(_config.current()))
+        hit = k._launch_memo.get(memo_key)
+        if hit is None:
+            opts = k.build_options(warps=self.warps or k.options.get("warps"))
+            hit = k._launch_memo[memo_key] = k.compile(types_, opts)
+        return hit, checked
 
     def __call__(self, *args):
         from .. import backends

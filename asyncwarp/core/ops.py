@@ -99,6 +99,8 @@ _def("lnot", 1, PURE, "logical not", ("bool",), "bool")
 _def("select", 3, PURE, "c ? a : b", ("bool", "scalar", "same1"), "a1")
 _def("cast", 1, PURE, "convert to dst.type (see module doc)", ("scalar",), "dst")
 _def("copy", 1, PURE, "dst = a", ("any",), "same")
+_def("bitcast", 1, PURE, "the bits of a reinterpreted as dst.type (same bit width)", ("num",),
+     "dst")
 
 # ---- execution model
 _def("lane", 0, SPECIAL, "logical lane in its warp, 0..W-1", (), "i32")

@@ -245,6 +245,8 @@ class _Verifier:
         elif not isinstance(t, ScalarType):
             self.fail(where, f"{op.opcode} must define a scalar, not {t}")
             return
+        elif op.opcode == "bitcast" and (t.is_bool or t.bits != op.args[0].type.bits):
+            self.fail(where, f"bitcast needs a non-bool result of the operand's width, not {t}")
         if expected is not None and t != expected:
             self.fail(where, f"the result should be {expected}, but the destination is {t}")
 

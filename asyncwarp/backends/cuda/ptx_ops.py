@@ -229,6 +229,13 @@ def lower_cast(e: PtxEmitter, op: ir.Op) -> None:
     )
 
 
+def lower_bitcast(e: PtxEmitter, op: ir.Op) -> None:
+    """Reinterpret the bits: a mov between registers of one size ("mov" takes .b32/.b64
+    operands of any type of that size, PTX ISA "Operand Type Information")."""
+    (a,) = op.args
+    e.ins(f"mov.{bits(op.dst.type)} {e.reg(op.dst)}, {e.operand(a)}")
+
+
 def lower_shift(e: PtxEmitter, op: ir.Op) -> None:
     """shl/shr with the amount clamped to the width (core/ops.py).
 
@@ -321,6 +328,7 @@ PURE_HANDLERS = {
     **{name: lower_compare for name in COMPARE},
     "select": lower_select,
     "cast": lower_cast,
+    "bitcast": lower_bitcast,
     "shl": lower_shift,
     "shr": lower_shift,
     "floordiv": lower_divmod,

@@ -215,6 +215,7 @@ class CudaDevice:
         self.activate()
         self.stream = check(drv.cuStreamCreate(0), "cuStreamCreate")
         self._functions: dict[tuple[str, str], object] = {}
+        self._by_object: dict[tuple[int, str], tuple[str, object]] = {}
         self._modules: dict[str, object] = {}
         self.caps = self._probe()
 
@@ -280,9 +281,14 @@ class CudaDevice:
 
     def function(self, ptx: str, name: str, dynamic_shared: int = 0):
         """The kernel `name` of a PTX module, JIT-compiled and loaded once per context."""
+        # hot path: the same PTX string object as last time needs no hashing
+        hit = self._by_object.get((id(ptx), name))
+        if hit is not None and hit[0] is ptx:
+            return hit[1]
         key = hashlib.sha256(ptx.encode()).hexdigest()
         fn = self._functions.get((key, name))
         if fn is not None:
+            self._by_object[(id(ptx), name)] = (ptx, fn)
             return fn
         drv = driver()
         self.activate()
@@ -312,6 +318,7 @@ class CudaDevice:
             attr = drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
             check(drv.cuFuncSetAttribute(fn, attr, dynamic_shared), "cuFuncSetAttribute", name)
         self._functions[(key, name)] = fn
+        self._by_object[(id(ptx), name)] = (ptx, fn)
         return fn
 
     # ------------------------------------------------------------ arguments

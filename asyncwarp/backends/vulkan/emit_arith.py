@@ -265,6 +265,11 @@ def lower_copy(e: KernelEmitter, op: ir.Op) -> int | None:
     return e.value(op.args[0])
 
 
+def lower_bitcast(e: KernelEmitter, op: ir.Op) -> int:
+    # OpBitcast: "The component width of Operand must equal that of Result Type".
+    return e.emit("OpBitcast", e.ty(op.dst.type), e.value(op.args[0]))
+
+
 def bool_to_number(e: KernelEmitter, value: int, t: ScalarType) -> int:
     return e.select(t, value, e.const(1, t), e.const(0, t))
 
@@ -348,4 +353,5 @@ HANDLERS = {
     "select": lower_select,
     "copy": lower_copy,
     "cast": lower_cast,
+    "bitcast": lower_bitcast,
 }

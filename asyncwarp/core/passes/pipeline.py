@@ -1,7 +1,8 @@
 """The pass pipeline: logical IR from the frontend -> lowered IR for an emitter.
 
-verify -> uniformity check -> lower_async (kernels with awaits) -> fold_lanes
--> verify. With `verify_each` the verifier also runs between passes (tests do).
+verify -> uniformity check -> lower_async (kernels with awaits) -> lower_f64_math
+(Vulkan) -> fold_lanes -> verify. With `verify_each` the verifier also runs
+between passes (tests do).
 """
 
 from __future__ import annotations
@@ -14,8 +15,18 @@ def has_async(kernel: ir.Kernel) -> bool:
     return any(isinstance(s, (ir.Suspend, ir.Join, ir.Select)) for s in kernel.walk())
 
 
-def lower(kernel: ir.Kernel, options: BuildOptions, *, verify_each: bool = False) -> ir.Kernel:
-    """Run the passes for `options` (progress must already be resolved)."""
+def lower(
+    kernel: ir.Kernel,
+    options: BuildOptions,
+    *,
+    verify_each: bool = False,
+    expand_f64_math: bool | None = None,
+) -> ir.Kernel:
+    """Run the passes for `options` (progress must already be resolved).
+
+    `expand_f64_math` runs lower_f64_math (f64 exp/log/sin/cos/pow as plain
+    arithmetic); None means only for Vulkan, whose GLSL.std.450 lacks them.
+    """
     from .. import uniformity
     from ..verify import verify
     from .fold_lanes import fold_lanes
@@ -36,6 +47,14 @@ def lower(kernel: ir.Kernel, options: BuildOptions, *, verify_each: bool = False
             watchdog_ns=options.watchdog_ns,
         )
         warps = kernel.attrs.get("warps") or warps
+        if verify_each:
+            verify(kernel, "logical")
+    if expand_f64_math is None:
+        expand_f64_math = options.backend == "vulkan"
+    if expand_f64_math:
+        from .lower_math import lower_f64_math
+
+        kernel = lower_f64_math(kernel)
         if verify_each:
             verify(kernel, "logical")
     kernel.attrs.setdefault("progress", options.progress)
