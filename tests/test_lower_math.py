@@ -23,8 +23,8 @@ from asyncwarp.core.backend import BuildOptions
 from asyncwarp.core.passes.lower_math import (
     PIO2_PIECES,
     SINCOS_EXACT_LIMIT,
-    pi_fixed,
     lower_f64_math,
+    pi_fixed,
 )
 from asyncwarp.core.passes.pipeline import lower
 from asyncwarp.core.types import ArrayType, f32, f64, i32, i64, u32, u64
