@@ -133,7 +133,12 @@ class _Arith:
         return self._op("select", cond, if_true, if_false)
 
     def is_nan(self, a) -> ir.Var:
-        return self.cmp("ne", a, a)  # ops: float ne is unordered, true for NaN only
+        # From the bits, not `a != a`: a driver that assumes no NaNs may fold that
+        # comparison away (NVIDIA's Vulkan driver lost NaNs through pow this way).
+        bits = self.convert("bitcast", a, u64)
+        magnitude = self.b.op("band", bits, Const(0x7FFF_FFFF_FFFF_FFFF, u64),
+                              dst=self.b.tmp(u64, self.hint))
+        return self.cmp("gt", magnitude, Const(0x7FF0_0000_0000_0000, u64))
 
     def convert(self, opcode: str, a: Value, t: ScalarType) -> ir.Var:
         return self.b.op(opcode, a, dst=self.b.tmp(t, self.hint))
@@ -302,7 +307,9 @@ def _pow(m: _Arith, a: Value, b: Value) -> ir.Var:
     # A finite negative base to a non-integer power has no real value.
     finite_negative = m.both(m.cmp("lt", a, 0.0), m.cmp("gt", a, -INF))
     r = m.select(m.both(finite_negative, m.negation(is_int)), NAN, r)
-    # a^0 = 1 and 1^b = 1 even for NaN; (-1)^(+-inf) = 1.
+    # NaN in, NaN out, said explicitly rather than trusted to flow through the
+    # arithmetic above; then a^0 = 1 and 1^b = 1 even for NaN; (-1)^(+-inf) = 1.
+    r = m.select(m.either(m.is_nan(a), m.is_nan(b)), NAN, r)
     unit_inf = m.both(m.cmp("eq", mag, 1.0), m.cmp("eq", m.abs(b), INF))
     one = m.either(m.either(m.cmp("eq", b, 0.0), m.cmp("eq", a, 1.0)), unit_inf)
     return m.select(one, 1.0, r)
