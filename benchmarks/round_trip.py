@@ -37,7 +37,9 @@ def time_ping_pong(ctx: Context, target=None, **options) -> Row:
         kernels.ping_pong, 1, [out, np.int32(rounds)], warp_width=ctx.warp_width, **options
     )
     label = ASYNC.format(progress=launch.compiled.options.progress)
-    return measure(ctx, label, launch, out, rounds, target)
+    row = measure(ctx, label, launch, out, rounds, target)
+    row.extra["progress"] = launch.compiled.options.progress
+    return row
 
 
 def measure(ctx: Context, label: str, launch, out, rounds: int, target) -> Row:

@@ -25,12 +25,16 @@ def load(paths) -> list[dict]:
     return reports
 
 
+def _device_label(r: dict) -> str:
+    d = r["device"]
+    lp = d.get("env", {}).get("LP_NUM_THREADS")
+    return f"{d['name']} ({d['backend']}{', LP_NUM_THREADS=' + lp if lp else ''})"
+
+
 def _columns(reports):
     cols = []
     for r in reports:
-        d = r["device"]
-        lp = d.get("env", {}).get("LP_NUM_THREADS")
-        dev = f"{d['name']} ({d['backend']}{', LP_NUM_THREADS=' + lp if lp else ''})"
+        dev = _device_label(r)
         for run in r["runs"]:
             cols.append((dev, run["W"], run["progress"], {x["id"]: x for x in run["results"]}))
     return cols
@@ -60,7 +64,7 @@ def markdown(reports) -> str:
     for r in reports:
         for run in r["runs"]:
             c = {s: sum(x["status"] == s for x in run["results"]) for s in MARK}
-            out.append(f"| {r['device']['name']} ({r['device']['backend']}) | {run['W']} | "
+            out.append(f"| {_device_label(r)} | {run['W']} | "
                        f"{run['progress']} | {c['pass']} | {c['fail']} | {c['error']} | "
                        f"{c['skip']} | {r['date'][:10]} |")
     out += ["", "Columns: " + "; ".join(f"**{i + 1}** {d}, W={w}, {p}"
