@@ -841,3 +841,17 @@ def test_zero_copy_from_cupy_and_torch(lib, rng):
         with pytest.raises(TypeError, match="dtype float32"):
             launch(_copy_kernel(), 1, x.double(), y)
     np.testing.assert_array_equal(result, data * 2)
+
+
+def test_waits_between_blocks_launch_cooperatively():
+    """aw.Event waits need every block resident: launched cooperatively, refused when too big."""
+    from test_kernel import event_chain
+
+    k = event_chain.with_options(backend="cuda")
+    flags = np.zeros(64, np.int32)
+    out = np.full(64 * 32, -1, np.int32)
+    k[64](flags, out)
+    np.testing.assert_array_equal(out, np.repeat(np.arange(64), 32))
+    big = 10**6
+    with pytest.raises(ValueError, match="launch at most"):
+        k[big](np.zeros(big, np.int32), np.zeros(big * 32, np.int32))

@@ -219,3 +219,28 @@ def test_auto_progress_uses_known_facts_then_probes(tmp_path, monkeypatch):
     assert k._auto_progress("vulkan", 0, unknown, 32, 32) == "independent"
     assert k._auto_progress("vulkan", 0, unknown, 32, 64) == "cooperative"  # H > W
     assert k._auto_progress("vulkan", 0, known, 32, 32) == "cooperative"
+
+
+@aw.kernel
+async def event_chain(flags: aw.Array[aw.i32], out: aw.Array[aw.i32]):
+    b = aw.block_id()
+    if b > 0:
+        before = aw.Event(flags, b - 1)
+        await before.wait()
+    out[b * aw.WARP + aw.lane()] = b
+    mine = aw.Event(flags, b)
+    mine.set()
+
+
+def test_waits_between_blocks_are_recorded_for_launchers(run, W):
+    c = event_chain.specialize(aw.Array[aw.i32], aw.Array[aw.i32], backend="sim", warp_width=W)
+    (where,) = c.lowered.attrs["waits_between_blocks"]
+    assert "test_kernel.py" in where
+    assert "waits_between_blocks" not in scale_add.specialize(
+        aw.Array[aw.f32], aw.Array[aw.f32], aw.f32, aw.i32, backend="sim").lowered.attrs
+    blocks = 3
+    flags = np.zeros(blocks, np.int32)
+    out = np.full(blocks * W, -1, np.int32)
+    run(event_chain, blocks, flags, out)
+    np.testing.assert_array_equal(out, np.repeat(np.arange(blocks), W))
+    np.testing.assert_array_equal(flags, np.ones(blocks, np.int32))

@@ -137,6 +137,9 @@ class Suspend:
     what: str
     loc: Loc = NO_LOC
     level: int | None = None
+    # "device" when the wait may depend on another block (aw.Event): such kernels
+    # need every block resident at once (a cooperative launch on CUDA)
+    scope: str = "block"
 
 
 @dataclass(eq=False)

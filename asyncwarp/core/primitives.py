@@ -532,7 +532,7 @@ class EventObject(KernelObject):
     def _wait(self, b: ir.Builder, loc: ir.Loc) -> None:
         pb = b.nested()
         ready = self._test(pb)
-        b.emit(ir.Suspend(pb.block, ready, f"wait on {self.where}", loc))
+        b.emit(ir.Suspend(pb.block, ready, f"wait on {self.where}", loc, scope="device"))
 
 
 @register_builtin(Event)

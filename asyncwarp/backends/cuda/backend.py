@@ -70,6 +70,10 @@ class CudaBackend:
         """
         if not isinstance(artefact, str):
             raise TypeError(f"the cuda backend launches PTX text, got {type(artefact).__name__}")
+        # A block that waits on another block needs that block to run: only a
+        # cooperative launch guarantees every block is resident (it fails with a clear
+        # error when the grid cannot be).
+        cooperative = cooperative or bool(kernel.attrs.get("waits_between_blocks"))
         return self._runtime().launch(
             artefact, kernel, grid, args, timed=timed, cooperative=cooperative
         )

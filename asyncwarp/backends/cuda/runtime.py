@@ -496,8 +496,9 @@ class CudaDevice:
         if grid > fit:
             raise ValueError(
                 f"kernel {kname}: a cooperative launch needs every block resident "
-                f"at once; {grid} blocks requested but only {fit} fit on "
-                f"{self.caps.name} ({per_sm} per multiprocessor)"
+                f"at once (blocks wait on each other, e.g. through aw.Event); {grid} "
+                f"blocks requested but only {fit} fit on {self.caps.name} ({per_sm} "
+                f"per multiprocessor): launch at most {fit} blocks"
             )
 
 

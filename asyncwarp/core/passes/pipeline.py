@@ -36,6 +36,10 @@ def lower(
     verify(kernel, "logical")
     uniformity.check(kernel)
     warps = options.warps
+    between = [f"{s.what} at {s.loc}" for s in kernel.walk()
+               if isinstance(s, ir.Suspend) and s.scope == "device"]
+    if between:  # launchers must make every block resident (core/ir.py Suspend.scope)
+        kernel.attrs["waits_between_blocks"] = between
     if has_async(kernel):
         from .lower_async import lower_async
 
