@@ -244,3 +244,20 @@ def test_waits_between_blocks_are_recorded_for_launchers(run, W):
     run(event_chain, blocks, flags, out)
     np.testing.assert_array_equal(out, np.repeat(np.arange(blocks), W))
     np.testing.assert_array_equal(flags, np.ones(blocks, np.int32))
+
+
+@aw.kernel
+async def never_set(flags: aw.Array[aw.i32], out: aw.Array[aw.i32]):
+    out[aw.block_id() * aw.WARP + aw.lane()] = 1
+    await aw.until(aw.load(flags, 0, order="acquire") == 1)  # nothing ever sets it
+    out[aw.block_id() * aw.WARP + aw.lane()] = 2
+
+
+def test_watchdog_stops_a_stuck_kernel_and_names_the_wait(run, W):
+    flags = np.zeros(1, np.int32)
+    out = np.full(2 * W, -1, np.int32)
+    with pytest.raises(aw.WatchdogTimeout) as info:
+        run(never_set, 2, flags, out, watchdog_ns=2_000_000)
+    message = str(info.value)
+    assert "until" in message and "test_kernel.py" in message, message
+    assert len(info.value.pending) == 2  # one stuck warp per block
