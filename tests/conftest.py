@@ -14,6 +14,10 @@ import zlib
 import numpy as np
 import pytest
 
+# Every SPIR-V module any test compiles through the Vulkan backend goes through
+# spirv-val (set before asyncwarp reads its configuration; subprocesses inherit it).
+os.environ.setdefault("ASYNCWARP_VALIDATE_SPIRV", "1")
+
 import asyncwarp as aw
 from asyncwarp import backends
 

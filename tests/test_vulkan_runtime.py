@@ -384,6 +384,10 @@ def test_written_arrays_follows_copies():
 
 
 def test_compile_calls_the_emitter(vk_backend, monkeypatch):
+    from asyncwarp.core import config
+
+    # the fake module below is no SPIR-V: switch off the validation the test suite turns on
+    monkeypatch.setattr(config, "_current", config.Config(validate_spirv=False))
     calls = []
 
     def fake_emit(kernel, target_env="vulkan1.2", *, shader_clock=False, subgroup_fences=False):

@@ -27,6 +27,8 @@ ENV_VARS = {
     "ASYNCWARP_PTXAS": ("ptxas", "path of the ptxas used for PTX checks"),
     "ASYNCWARP_VK_VALIDATION": ("vk_validation", "1 enables the Vulkan validation layer"),
     "ASYNCWARP_SIM_SUBGROUP": ("sim_subgroup", "the sim backend's pretend subgroup width H"),
+    "ASYNCWARP_VALIDATE_SPIRV": ("validate_spirv", "1 runs spirv-val on every SPIR-V module "
+                                 "the Vulkan backend compiles (the tests set it)"),
 }
 
 
@@ -41,6 +43,7 @@ class Config:
     ptxas: str | None = None
     vk_validation: bool = False
     sim_subgroup: int | None = None  # None: H = W
+    validate_spirv: bool = False
 
 
 def _check_backend(name: str) -> str:
@@ -90,6 +93,7 @@ def from_env(env=None) -> Config:
         "ptxas": str,
         "vk_validation": lambda v: v.strip() in ("1", "true", "yes", "on"),
         "sim_subgroup": _check_subgroup,
+        "validate_spirv": lambda v: v.strip() in ("1", "true", "yes", "on"),
     }
     changes = {}
     for var, (field, _) in ENV_VARS.items():

@@ -226,12 +226,19 @@ class VulkanBackend:
         # The emitter's `timer` needs the Device-scope clock (shaderDeviceClock), not
         # the subgroup one; caps.extra["subgroup_fences"] marks drivers that need
         # Subgroup-scope fences (see runtime_caps.probe).
-        return emit_spirv(
+        module = emit_spirv(
             kernel,
             target_env="vulkan1.2",
             shader_clock=bool(caps.extra.get("shader_device_clock")),
             subgroup_fences=bool(caps.extra.get("subgroup_fences")),
         )
+        from ...core import config
+
+        if config.current().validate_spirv:  # the test suite validates every module
+            from .spirv_val import validate
+
+            validate(module, "vulkan1.2")
+        return module
 
     def launch(
         self,
