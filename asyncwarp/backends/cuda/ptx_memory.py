@@ -233,11 +233,17 @@ def lower_shared_alloc(e: PtxEmitter, op: ir.Op) -> None:
 
 
 def lower_sleep(e: PtxEmitter, op: ir.Op) -> None:
-    """nanosleep.u32 (sm_70+) with the request clamped to [0, 1 ms]."""
+    """nanosleep.u32 (sm_70+) with the request clamped to [0, 1 ms]; none for <= 0.
+
+    The executors ask for 0 where they only name a pending wait (every cooperative
+    round): emitting no instruction there took the cooperative channel ping-pong
+    on an H100 from 2,518 to 2,334 ns per round trip (benchmarks/NOTES.md).
+    """
     (amount,) = op.args
     if isinstance(amount, ir.Const):
         ns = min(max(int(amount.value), 0), SLEEP_MAX_NS)
-        e.ins(f"nanosleep.u32 {ns}")
+        if ns > 0:
+            e.ins(f"nanosleep.u32 {ns}")
         return
     t = amount.type
     ty, cls = SUFFIX[t.name], TEMP_CLASS[t.name]
@@ -251,7 +257,9 @@ def lower_sleep(e: PtxEmitter, op: ir.Op) -> None:
         narrow = e.tmp("b32")
         e.ins(f"cvt.u32.u64 {narrow}, {clamped}")
         clamped = narrow
-    e.ins(f"nanosleep.u32 {clamped}")
+    asleep = e.tmp("pred")
+    e.ins(f"setp.ne.u32 {asleep}, {clamped}, 0")
+    e.ins(f"@{asleep} nanosleep.u32 {clamped}")
 
 
 MEMORY_HANDLERS = {
