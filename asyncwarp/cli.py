@@ -81,6 +81,9 @@ def main(argv=None) -> int:
             args.command](args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `asyncwarp info | head`: the reader left, which is fine
+        sys.stderr.close()
+        return 0
     except Exception as e:  # one line for the user, not a traceback of compiler internals
         from asyncwarp.core.errors import AsyncWarpError
 
