@@ -94,7 +94,7 @@ def lower_async(
     ):
         raise ValueError(f"watchdog_ns must be a non-negative int, not {watchdog_ns!r}")
     levels = ensure_levels(kernel)
-    lw = Lowering(progress, kernel)
+    lw = Lowering(progress, kernel, levels)
     body = rewrite_continues(kernel.body, ir.BLOCK_UNIFORM, lw.names)
     items = _split_phases(body)
     n_warps = _resolve_warps(items, warps)

@@ -44,8 +44,9 @@ class Lowering:
     can restart their backoff after progress.
     """
 
-    def __init__(self, progress: str, kernel: ir.Kernel):
+    def __init__(self, progress: str, kernel: ir.Kernel, levels: dict | None = None):
         self.progress = progress
+        self.levels = levels or {}  # Var -> uniformity level (core.uniformity)
         self.names = ir.Builder()
         self.names.loc = kernel.loc
         # Names are for printing only; start past the kernel's own numbered names.
@@ -426,7 +427,12 @@ class InPlace:
         backoff = b.tmp(i32, "backoff")
         b.assign(backoff, ir.Const(BACKOFF_MIN_NS, i32))
         hb = b.nested()
-        if poll_has_collectives(s.poll):
+        if lw.levels.get(s.ready, ir.DIVERGENT) <= ir.WARP_UNIFORM:
+            # every lane computes the same readiness: no lane can be ready before the
+            # others, so neither the per-lane guard nor the warp vote is needed
+            hb.block.extend(s.poll)
+            ready = s.ready
+        elif poll_has_collectives(s.poll):
             hb.block.extend(s.poll)
             ready = hb.op("warp_all", s.ready)
         else:
