@@ -129,9 +129,9 @@ def check_argument(value, t, pname: str, kname: str):
     if t.is_int:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{where} must be an integer ({t}), got {type(value).__name__}")
-        info = np.iinfo(t.dtype)
-        if not info.min <= int(value) <= info.max:
-            raise ValueError(f"{where}={value} does not fit in {t} [{info.min}, {info.max}]")
+        lo, hi = t.limits
+        if not lo <= int(value) <= hi:
+            raise ValueError(f"{where}={value} does not fit in {t} [{lo}, {hi}]")
         return t.dtype.type(value)
     if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
         raise TypeError(f"{where} must be a number ({t}), got {type(value).__name__}")
@@ -239,6 +239,11 @@ class KernelFunction:
             self.annotations = inspect.get_annotations(fn, eval_str=True)
         except Exception as e:
             raise TypeError(f"kernel {fn.__name__}: cannot evaluate its annotations: {e}") from e
+        self._param_list = list(self.signature.parameters.values())
+        annotated = [self.annotations.get(q.name) for q in self._param_list]
+        # every parameter typed by its annotation: the launch path needs no inference
+        self._static_types = (tuple(annotated) if all(
+            isinstance(t, (ArrayType, ScalarType)) for t in annotated) else None)
         self._fingerprint: str | None = None
         self._cache: dict = {}
         self._launch_memo: dict = {}
@@ -279,10 +284,12 @@ class KernelFunction:
     # --- compilation
 
     def _params(self):
-        return list(self.signature.parameters.values())
+        return self._param_list
 
     def arg_types(self, values) -> tuple:
         params = self._params()
+        if self._static_types is not None and len(values) == len(params):
+            return self._static_types
         if len(values) != len(params):
             raise TypeError(f"{self.name}() takes {len(params)} argument(s) "
                             f"({', '.join(p.name for p in params)}), got {len(values)}")

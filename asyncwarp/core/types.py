@@ -22,7 +22,12 @@ class ScalarType:
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(_NUMPY[self.name])
+        return _DTYPES[self.name]  # built once: launches read it for every argument
+
+    @property
+    def limits(self) -> tuple[int, int]:
+        """(min, max) of an integer type."""
+        return _LIMITS[self.name]
 
     @property
     def is_int(self) -> bool:
@@ -72,6 +77,13 @@ _NUMPY = {
     "u64": "uint64",
     "f32": "float32",
     "f64": "float64",
+}
+
+_DTYPES = {name: np.dtype(np_name) for name, np_name in _NUMPY.items()}
+_LIMITS = {
+    name: (int(np.iinfo(dt).min), int(np.iinfo(dt).max))
+    for name, dt in _DTYPES.items()
+    if dt.kind in "iu"
 }
 
 SCALAR_TYPES: tuple[ScalarType, ...] = (bool_, i32, u32, i64, u64, f32, f64)

@@ -158,9 +158,9 @@ def scalar_buffer(value, t: ScalarType, where: str) -> np.ndarray:
     if t.is_int:
         if is_boolean or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{where} must be an integer ({t}), got {type(value).__name__}")
-        limits = np.iinfo(t.dtype)
-        if not limits.min <= int(value) <= limits.max:
-            raise ValueError(f"{where}={value} does not fit in {t} [{limits.min}, {limits.max}]")
+        lo, hi = t.limits
+        if not lo <= int(value) <= hi:
+            raise ValueError(f"{where}={value} does not fit in {t} [{lo}, {hi}]")
         return np.array([value], dtype=t.dtype)
     if is_boolean or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{where} must be a number ({t}), got {type(value).__name__}")
