@@ -123,19 +123,33 @@ def test_disk_cache_round_trip(tmp_path, monkeypatch):
     assert rebuilt.asm == first.asm and files[0].read_bytes() != b"truncated"
 
 
+@aw.func
+def _bump(v):
+    return v + 1
+
+
+@aw.func
+def _bump_twice(v):
+    return v + 2
+
+
+def _reads_callee_and_constant(a):
+    a[0] = _bump(a[0]) * SCALE
+
+
 def test_fingerprint_follows_callees_and_constants():
-    @aw.func
-    def helper(v):
-        return v + 1
-
-    def k1(a):
-        a[0] = helper(a[0])
-
-    before = source_fingerprint(k1)
-    helper.fn.__globals__["SCALE"] = SCALE + 1  # not read by k1: no change
-    assert source_fingerprint(k1) == before
-    helper.fn.__globals__["SCALE"] = SCALE
-    assert source_fingerprint(scale_add.fn) != source_fingerprint(untyped.fn)
+    g = _reads_callee_and_constant.__globals__
+    saved = g["SCALE"], g["_bump"]
+    before = source_fingerprint(_reads_callee_and_constant)
+    try:
+        g["SCALE"] = SCALE + 1  # a module constant the kernel reads
+        assert source_fingerprint(_reads_callee_and_constant) != before
+        g["SCALE"] = SCALE - 1
+        g["_bump"] = _bump_twice  # the same name now calls a different device function
+        assert source_fingerprint(_reads_callee_and_constant) != before
+    finally:
+        g["SCALE"], g["_bump"] = saved
+    assert source_fingerprint(_reads_callee_and_constant) == before
 
 
 def test_env_configuration(monkeypatch):

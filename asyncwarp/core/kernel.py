@@ -439,8 +439,8 @@ class Launcher:
             return k.compile(types_, opts), checked
         # Hot path of a repeated launch: resolving options and hashing the cache key
         # cost more than the launch itself, so remember them per argument types and
-        # configuration (aw.init() changes the configuration object).
-        memo_key = (types_, self.warps, id(_config.current()))
+        # configuration (the frozen Config itself: aw.init() replaces it).
+        memo_key = (types_, self.warps, _config.current())
         hit = k._launch_memo.get(memo_key)
         if hit is None:
             opts = k.build_options(warps=self.warps or k.options.get("warps"))
