@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import asyncwarp as aw
-from asyncwarp.core import interpreter, uniformity
+from asyncwarp.core import interpreter, ir, uniformity
 from asyncwarp.core.errors import CompileError
 from asyncwarp.core.frontend import compile_function
 from asyncwarp.core.passes.fold_lanes import fold_lanes
@@ -225,6 +225,128 @@ def test_channel_with_folded_lanes(progress):
     out = poisoned(5 * W, np.int32)
     run_source(relay1, 1, out, x, np.int32(5), W=W, H=H, progress=progress)
     np.testing.assert_array_equal(out, x)
+
+
+async def two_senders(out: aw.Array[aw.i32], x: aw.Array[aw.i32], count: aw.i32):
+    ch = aw.Channel(aw.i32, 2)
+    await aw.join(
+        send_all(ch, x, 0, count), send_all(ch, x, count, count), recv_all(ch, out, 0, 2 * count)
+    )
+
+
+async def wide_sender(out: aw.Array[aw.i32], x: aw.Array[aw.i32], count: aw.i32):
+    ch = aw.Channel(aw.i32, 2)
+    await aw.join(send_all(ch, x, 0, count), recv_all(ch, out, 0, 2 * count), warps=(2, 1))
+
+
+@aw.func
+async def send_both_halves(ch, x: aw.Array[aw.i32], count: aw.i32):
+    await aw.join(send_all(ch, x, 0, count), send_all(ch, x, count, count))
+
+
+async def nested_senders(out: aw.Array[aw.i32], x: aw.Array[aw.i32], count: aw.i32):
+    ch = aw.Channel(aw.i32, 2)
+    await aw.join(send_both_halves(ch, x, count), recv_all(ch, out, 0, 2 * count))
+
+
+@aw.func
+async def count_down(n: aw.i32):
+    for _ in range(n):
+        await aw.yield_now()
+
+
+@aw.func
+async def send_beside_other_work(ch, x: aw.Array[aw.i32], count: aw.i32):
+    await aw.join(send_all(ch, x, 0, count), count_down(count))
+
+
+async def nested_one_sender(out: aw.Array[aw.i32], x: aw.Array[aw.i32], count: aw.i32):
+    ch = aw.Channel(aw.i32, 2)
+    await aw.join(send_beside_other_work(ch, x, count), recv_all(ch, out, 0, count))
+
+
+async def send_after_join(out: aw.Array[aw.i32], x: aw.Array[aw.i32], count: aw.i32):
+    ch = aw.Channel(aw.i32, 4)
+    await aw.join(send_all(ch, x, 0, 1), recv_all(ch, out, 0, 1))
+    await ch.send(x[aw.lane()])  # every warp of the kernel: two senders
+
+
+def _uses_cas(fn) -> bool:
+    types = list(inspect.get_annotations(fn, eval_str=True).values())
+    return "atomic_cas" in ir.print_kernel(compile_function(fn, types, warp_width=32))
+
+
+@pytest.mark.parametrize(
+    "kernel, single",
+    [
+        (relay1, True),
+        (relay8, True),
+        (closing, True),
+        (cancel_safe, True),  # a select's recv belongs to the task awaiting the select
+        (nested_one_sender, True),  # one sending task inside a join nested in a one-warp task
+        (many_to_many, False),
+        (two_senders, False),
+        (wide_sender, False),  # the sending task runs on two warps
+        (nested_senders, False),  # two sending tasks share a warp
+        (send_after_join, False),
+    ],
+    ids=lambda v: getattr(v, "__name__", str(v)),
+)
+def test_channel_protocol_follows_who_sends_and_receives(kernel, single):
+    """One sending warp and one receiving warp: positions in registers, no CAS."""
+    assert _uses_cas(kernel) is not single
+
+
+@pytest.mark.parametrize("kernel", [two_senders, nested_senders, nested_one_sender])
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_channel_protocols_under_random_schedules(W, progress, kernel):
+    rng = np.random.default_rng(W + 17)
+    count = 3
+    halves = 1 if kernel is nested_one_sender else 2
+    x = rng.permutation(halves * count * W).astype(np.int32)
+    for seed in range(4):
+        out = poisoned(halves * count * W, np.int32)
+        run_source(
+            kernel,
+            1,
+            out,
+            x,
+            np.int32(count),
+            W=W,
+            progress=progress,
+            scheduler="random",
+            seed=seed,
+        )
+        if halves == 1:
+            np.testing.assert_array_equal(out, x)
+        else:  # two senders interleave whole messages; each keeps its own order
+            got = out.reshape(-1, W)
+            assert sorted(map(tuple, got)) == sorted(map(tuple, x.reshape(-1, W)))
+            for part in (x[: count * W], x[count * W :]):
+                rows = [tuple(r) for r in part.reshape(-1, W)]
+                order = [i for i, r in enumerate(map(tuple, got)) if r in rows]
+                assert [tuple(got[i]) for i in order] == rows
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_single_warp_channel_under_random_schedules(W, progress):
+    rng = np.random.default_rng(W + 23)
+    count = 9
+    x = rng.integers(-(10**6), 10**6, count * W).astype(np.int32)
+    for seed in range(6):
+        out = poisoned(count * W, np.int32)
+        run_source(
+            relay1 if seed % 2 else relay8,
+            1,
+            out,
+            x,
+            np.int32(count),
+            W=W,
+            progress=progress,
+            scheduler="random",
+            seed=seed,
+        )
+        np.testing.assert_array_equal(out, x)
 
 
 # ---------------------------------------------------------------- Barrier

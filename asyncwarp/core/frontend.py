@@ -90,11 +90,20 @@ class FunctionCompiler(ScopeMixin, StmtMixin, ExprMixin, ast.NodeVisitor):
     - `fe.at_kernel_top_level()`: the insertion point is the kernel's own
       straight-line body (no enclosing branch, loop, wait or inlined function);
       `fe.has_awaited()`: an await was compiled already; `fe.in_async`: the
-      function being compiled is async.
+      function being compiled is async;
+    - `fe.task_path`: which concurrent task the insertion point belongs to (see
+      `in_task`); `fe.single_warp_channels`: the channels (by creation index) that
+      this compilation may give the one-sender one-receiver protocol.
     """
 
-    def __init__(self, warp_width: int):
+    def __init__(self, warp_width: int, single_warp_channels: frozenset = frozenset()):
         self.warp_width = warp_width
+        self.single_warp_channels = single_warp_channels
+        # channel creation index -> {"send": {task paths}, "recv": {task paths}}
+        self.channel_users: dict[int, dict[str, set]] = {}
+        self.channels_created = 0
+        self.task_path: tuple = ()
+        self._joins = 0
         self.b = ir.Builder()
         self.awaits_emitted = 0
         self._hoisted: list = []
@@ -146,6 +155,27 @@ class FunctionCompiler(ScopeMixin, StmtMixin, ExprMixin, ast.NodeVisitor):
         finally:
             self.b.block = saved
             self._nesting -= nested
+
+    def new_join(self) -> int:
+        """A number for a join being compiled (task paths name its branches by it)."""
+        self._joins += 1
+        return self._joins
+
+    @contextlib.contextmanager
+    def in_task(self, join: int, branch: int, warps: int | None):
+        """Compile a join branch: a task of its own. `warps` is the branch's warp count
+        for a warp-mapped (top-level) join, None for a join whose branches share warps."""
+        saved = self.task_path
+        self.task_path = saved + ((join, branch, warps),)
+        try:
+            yield
+        finally:
+            self.task_path = saved
+
+    def note_channel_use(self, channel: int, role: str) -> None:
+        """Record that the task at the insertion point sends or receives on a channel."""
+        users = self.channel_users.setdefault(channel, {"send": set(), "recv": set()})
+        users[role].add(self.task_path)
 
     def build_block(self, fn: Callable[[], Any]) -> tuple[list, Any]:
         """Run fn with the builder writing a fresh block; the block and fn's result."""
@@ -296,9 +326,36 @@ def compile_function(
     if not inspect.isfunction(fn):
         raise TypeError(f"compile_function needs a Python function, not {fn!r}")
     try:
-        return FunctionCompiler(warp_width).compile_kernel(fn, list(arg_types), name)
+        fe = FunctionCompiler(warp_width)
+        kernel = fe.compile_kernel(fn, list(arg_types), name)
+        single = single_warp_channels(fe.channel_users)
+        if single:  # compile again, now knowing which channels have one warp per side
+            fe = FunctionCompiler(warp_width, single)
+            kernel = fe.compile_kernel(fn, list(arg_types), name)
+            assert single_warp_channels(fe.channel_users) == single, "channel use changed"
+        return kernel
     except CompileError as err:
         raise err.with_traceback(None) from None
+
+
+def single_warp_channels(users: dict[int, dict[str, set]]) -> frozenset:
+    """The channels whose sends all come from one task and whose receives all come from
+    one task, each of those tasks running on a single warp.
+
+    Such a channel needs no atomic reservation: each side keeps its own position.
+    A task is a branch of a warp-mapped (top-level) join with one warp, or a branch of
+    a join nested inside one; a select's futures belong to the task that awaits it
+    (it completes at most one of them).
+    """
+
+    def one_warp_task(paths: set) -> bool:
+        if len(paths) > 1:
+            return False
+        return all(path and path[0][2] == 1 for path in paths)
+
+    return frozenset(
+        ch for ch, roles in users.items() if all(one_warp_task(p) for p in roles.values())
+    )
 
 
 # The builtins register themselves in the table on import.

@@ -100,8 +100,13 @@ class Join(Awaitable):
 
     def emit_await(self, fe, loc: Loc):
         branches, results = [], []
-        for future in self.futures:
-            block, result = fe.build_block(lambda future=future: future.emit_await(fe, loc))
+        # a join at the kernel's top level gives each branch its own warps (warps=, or one)
+        mapped = fe.at_kernel_top_level()
+        join = fe.new_join()
+        for i, future in enumerate(self.futures):
+            warps = (self.warps[i] if self.warps else 1) if mapped else None
+            with fe.in_task(join, i, warps):
+                block, result = fe.build_block(lambda future=future: future.emit_await(fe, loc))
             branches.append(block)
             results.append(fe.emit_into(block, lambda r=result: _branch_value(fe, r, loc)))
         node = ir.Join(branches, loc)

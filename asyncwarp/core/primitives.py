@@ -146,8 +146,23 @@ class _Wait(Awaitable):
 # ------------------------------------------------------------------ Channel
 
 
+class _ChannelWait(Awaitable):
+    """A send or receive: records which task awaits it, then emits its wait."""
+
+    def __init__(self, channel: ChannelObject, role: str, describe: str, emit):
+        self.channel, self.role = channel, role
+        self.describe = describe
+        self._emit = emit
+
+    def emit_await(self, fe, loc: ir.Loc):
+        fe.note_channel_use(self.channel.index, self.role)
+        b = fe.b
+        b.loc = loc
+        return self._emit(b, loc)
+
+
 class ChannelObject(KernelObject):
-    """A channel inside a kernel: a Vyukov ring of `capacity` slots of W values.
+    """A channel inside a kernel: a ring of `capacity` slots of W values.
 
     data[slot * W + lane] holds the message; seq[slot] is the slot's ticket:
     2p when it is free for the sender of position p, 2p + 1 once message p is
@@ -155,14 +170,37 @@ class ChannelObject(KernelObject):
     Doubling keeps "published" and "free" apart even with one slot, where the
     classic p + 1 / p + capacity tickets coincide. ctl holds head (next
     receive), tail (next send) and closed.
+
+    Two protocols share that layout. In general (several senders or receivers)
+    it is a Vyukov ring: lane 0 reserves a position with a CAS on head or tail
+    and tells its warp. When the frontend found one sending warp and one
+    receiving warp (`single`), each side keeps its own position in a register
+    (`sent`, `received`), so a send or receive is a load of the slot's ticket by
+    every lane, a warp vote and, once ready, one release store: no CAS, no
+    shuffles (ctl's head and tail are then unused).
     """
 
     kind = "aw.Channel"
 
-    def __init__(self, elem: ScalarType, capacity: int, W: int, data, seq, ctl, loc: ir.Loc):
+    def __init__(
+        self,
+        elem: ScalarType,
+        capacity: int,
+        W: int,
+        data,
+        seq,
+        ctl,
+        loc: ir.Loc,
+        index: int,
+        single: bool,
+    ):
         self.elem, self.capacity, self.W = elem, capacity, W
         self.data, self.seq, self.ctl = data, seq, ctl
         self.where = f"the channel of line {loc.line}"
+        self.index, self.single = index, single
+        # the single protocol's positions, one register per warp (only its side uses it)
+        self.sent: ir.Var | None = None
+        self.received: ir.Var | None = None
 
     def call_method(self, fe, name: str, args: list, kwargs: dict, loc: ir.Loc):
         call = f"ch.{name}(...)"
@@ -171,11 +209,17 @@ class ChannelObject(KernelObject):
             value = fe.value(
                 _arg(fe, args, kwargs, 0, "value", call, loc), self.elem, loc, what="the message"
             )
-            return _Wait(f"send on {self.where}", lambda b, at: self._send(b, value, at))
+            send = self._send_single if self.single else self._send
+            return _ChannelWait(
+                self, "send", f"send on {self.where}", lambda b, at: send(b, value, at)
+            )
         if name in ("recv", "recv_ok"):
             _no_args(fe, args, kwargs, call, loc)
             with_ok = name == "recv_ok"
-            return _Wait(f"{name} on {self.where}", lambda b, at: self._recv(b, at, with_ok))
+            recv = self._recv_single if self.single else self._recv
+            return _ChannelWait(
+                self, "recv", f"{name} on {self.where}", lambda b, at: recv(b, at, with_ok)
+            )
         if name == "close":
             _no_args(fe, args, kwargs, call, loc)
             fe.b.op(
@@ -187,10 +231,87 @@ class ChannelObject(KernelObject):
     def _slot(self, b: ir.Builder, pos: ir.Value) -> ir.Var:
         return b.op("cast", b.op("mod", pos, _const(self.capacity)), type=i32)
 
+    def _index(self, b: ir.Builder, slot: ir.Value) -> ir.Var:
+        return b.op("add", b.op("mul", slot, _const(self.W, i32)), b.op("lane"))
+
     @staticmethod
     def _ticket(b: ir.Builder, pos: ir.Value, published: bool) -> ir.Var:
         twice = b.op("mul", pos, _const(2))
         return b.op("add", twice, _const(1)) if published else twice
+
+    def _release_slot(self, b: ir.Builder, slot: ir.Value, ticket) -> None:
+        """Lane 0 stores the slot's next ticket with release order, after every lane's
+        access to the slot's data (the warp_sync orders them before it)."""
+        b.op("warp_sync")
+        _if(
+            b,
+            _lane0(b),
+            lambda rb: rb.op("store", self.seq, slot, ticket(rb), order="release", scope="block"),
+        )
+
+    def _ticket_is(self, b: ir.Builder, slot: ir.Value, want: ir.Value) -> ir.Var:
+        """Every lane reads the slot's ticket (acquire); true when all lanes saw `want`."""
+        ticket = b.op("load", self.seq, slot, order="acquire", scope="block")
+        return b.op("warp_all", b.op("eq", ticket, want))
+
+    # ---- one sending warp, one receiving warp
+
+    def _send_single(self, b: ir.Builder, value: ir.Value, loc: ir.Loc) -> None:
+        # Each lane's acquire of the free ticket orders its write of the slot after
+        # the receiver's reads of the previous lap (released by the receiver).
+        ready = b.tmp(bool_, "sent")
+        pb = b.nested()
+        pos = self.sent
+        slot = self._slot(pb, pos)
+        ok = self._ticket_is(pb, slot, self._ticket(pb, pos, False))
+
+        def publish(wb: ir.Builder) -> None:
+            wb.op("store", self.data, self._index(wb, slot), value, order="weak", scope="block")
+            self._release_slot(wb, slot, lambda rb: self._ticket(rb, pos, True))
+            wb.assign(pos, wb.op("add", pos, _const(1)))
+
+        _if(pb, ok, publish)
+        pb.assign(ready, ok)
+        b.emit(ir.Suspend(pb.block, ready, f"send on {self.where}", loc))
+
+    def _recv_single(self, b: ir.Builder, loc: ir.Loc, with_ok: bool):
+        value = b.tmp(self.elem, "received")
+        got = b.tmp(bool_, "recv_ok")
+        ready = b.tmp(bool_, "recv_ready")
+        pb = b.nested()
+        pos = self.received
+        slot = self._slot(pb, pos)
+        published = self._ticket(pb, pos, True)
+        pb.assign(got, self._ticket_is(pb, slot, published))
+        pb.assign(value, _const(0, self.elem) if not self.elem.is_bool else ir.Const(False, bool_))
+        pb.assign(ready, got)
+
+        def consume(rb: ir.Builder) -> None:
+            rb.assign(
+                value, rb.op("load", self.data, self._index(rb, slot), order="weak", scope="block")
+            )
+
+            def next_lap(sb: ir.Builder) -> ir.Var:
+                return self._ticket(sb, sb.op("add", pos, _const(self.capacity)), False)
+
+            self._release_slot(rb, slot, next_lap)
+            rb.assign(pos, rb.op("add", pos, _const(1)))
+
+        def maybe_drained(eb: ir.Builder) -> None:
+            # The slot at our position holds either our next message or nothing yet
+            # (ticket 2p). Closed, then still nothing: every message sent before
+            # close() was received.
+            closed = eb.op("load", self.ctl, _const(_CLOSED, i32), order="acquire", scope="block")
+            ticket = eb.op("load", self.seq, slot, order="acquire", scope="block")
+            empty = eb.op("land", eb.op("ne", closed, _const(0)), eb.op("ne", ticket, published))
+            eb.assign(ready, eb.op("warp_all", empty))
+
+        _if(pb, got, consume, maybe_drained)
+        what = f"{'recv_ok' if with_ok else 'recv'} on {self.where}"
+        b.emit(ir.Suspend(pb.block, ready, what, loc))
+        return (got, value) if with_ok else value
+
+    # ---- any number of senders and receivers
 
     def _send(self, b: ir.Builder, value: ir.Value, loc: ir.Loc) -> None:
         # One attempt per poll; lane 0 reserves position `tail` with a CAS when
@@ -351,7 +472,16 @@ def _make_channel(fe, args: list, kwargs: dict, loc: ir.Loc) -> ChannelObject:
     _if(b, b.op("eq", b.op("warp_id"), _const(0, i32)), init_tickets)
     _if(b, _first_lane_of_block(b), init_control)
     b.op("barrier")
-    return ChannelObject(elem, capacity, W, data, seq, ctl, loc)
+    index = fe.channels_created
+    fe.channels_created += 1
+    channel = ChannelObject(
+        elem, capacity, W, data, seq, ctl, loc, index, index in fe.single_warp_channels
+    )
+    if channel.single:
+        channel.sent, channel.received = b.tmp(u32, "chan_sent"), b.tmp(u32, "chan_received")
+        b.assign(channel.sent, _const(0))
+        b.assign(channel.received, _const(0))
+    return channel
 
 
 # ------------------------------------------------------------------ Barrier
