@@ -19,6 +19,7 @@ from ..ops import SYNC, info
 from ..types import ArrayType, bool_, i32, u32, u64
 from .lower_async_machine import (
     BACKOFF_MIN_NS,
+    COOPERATIVE_PASSES,
     DONE,
     UNKNOWN_WAIT,
     InPlace,
@@ -341,7 +342,17 @@ class _Emitter:
             late = pb.op("warp_any", pb.op("gt", elapsed, ir.Const(self.watchdog_ns, u64)))
             pb.assign(stop, pb.op("lor", done, late))
         if cooperative:
-            hb.emit(ir.If(hb.op("lnot", stop), pb.block, [], b.loc))
+            # up to COOPERATIVE_PASSES passes while the task is pending, then the barrier
+            passes = hb.tmp(i32, "passes")
+            hb.assign(passes, ir.Const(0, i32))
+            ih = hb.nested()
+            more = ih.op(
+                "land",
+                ih.op("lnot", stop),
+                ih.op("lt", passes, ir.Const(COOPERATIVE_PASSES, i32)),
+            )
+            pb.assign(passes, pb.op("add", passes, ir.Const(1, i32)))
+            hb.emit(ir.Loop(ih.block, more, pb.block, [], b.loc))
             again = hb.op("lnot", hb.op("block_all", stop))
             b.emit(ir.Loop(hb.block, again, [], [], b.loc))
             return done

@@ -29,6 +29,11 @@ from .lower_async_prep import (
 DONE = -1  # the state of a finished machine
 BACKOFF_MIN_NS = 32  # independent spins: sleep doubles from this ...
 BACKOFF_MAX_NS = 1024  # ... up to this (1 us), and restarts after progress
+# Cooperative rounds: passes over a warp's task before the block barrier. More than
+# one lets a wait that another warp satisfies meanwhile complete in the same round
+# (where warps do run concurrently) instead of costing a barrier; the count is
+# bounded, so every warp still reaches the barrier where they do not.
+COOPERATIVE_PASSES = 4
 UNKNOWN_WAIT = 0xFFFFFFFF  # watchdog slot of a pending warp that recorded no wait
 _TRUE, _FALSE = ir.Const(True, bool_), ir.Const(False, bool_)
 
