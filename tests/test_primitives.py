@@ -16,6 +16,7 @@ from asyncwarp.core.errors import CompileError
 from asyncwarp.core.frontend import compile_function
 from asyncwarp.core.passes.fold_lanes import fold_lanes
 from asyncwarp.core.passes.lower_async import lower_async
+from asyncwarp.core.passes.lower_phase_barriers import lower_phase_barriers
 from asyncwarp.core.types import ArrayType, from_dtype
 from asyncwarp.core.verify import verify
 
@@ -39,8 +40,10 @@ def run_source(
     H: int | None = None,
     scheduler: str = "round_robin",
     seed: int = 0,
+    native_phase_barriers: bool = False,
 ):
-    """compile_function -> uniformity.check -> lower_async -> fold_lanes -> interpreter."""
+    """compile_function -> uniformity.check -> lower_async -> lower_phase_barriers -> fold_lanes
+    -> interpreter."""
     types = [
         ArrayType(from_dtype(a.dtype))
         if isinstance(a, np.ndarray)
@@ -50,6 +53,8 @@ def run_source(
     k = compile_function(fn, types, warp_width=W)
     uniformity.check(k)
     lowered = lower_async(k, progress=progress, executor="block_on", warps=warps)
+    if not native_phase_barriers:  # as the pipeline does for every target but CUDA sm_80+
+        lowered = lower_phase_barriers(lowered)
     verify(lowered, "logical")
     folded = fold_lanes(lowered, H or W, lowered.attrs["warps"])
     verify(folded, "lowered")
@@ -328,8 +333,10 @@ def test_channel_protocols_under_random_schedules(W, progress, kernel):
                 assert [tuple(got[i]) for i in order] == rows
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["emulated", "native"])
 @pytest.mark.parametrize("progress", PROGRESS)
-def test_single_warp_channel_under_random_schedules(W, progress):
+def test_single_warp_channel_under_random_schedules(W, progress, native):
+    """Phase barriers as counters (Vulkan, sim) and as the interpreter runs mbarriers."""
     rng = np.random.default_rng(W + 23)
     count = 9
     x = rng.integers(-(10**6), 10**6, count * W).astype(np.int32)
@@ -345,6 +352,7 @@ def test_single_warp_channel_under_random_schedules(W, progress):
             progress=progress,
             scheduler="random",
             seed=seed,
+            native_phase_barriers=native,
         )
         np.testing.assert_array_equal(out, x)
 

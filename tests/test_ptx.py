@@ -277,6 +277,24 @@ def shared_kernel(n_bytes_each: int, count: int = 2) -> ir.Kernel:
     return kernel(f"shared_{n_bytes_each}x{count}", [out], build)
 
 
+def phase_barrier_kernel() -> ir.Kernel:
+    """mbarrier init / arrive / test (sm_80+), the ops of single-warp channels."""
+    flags = arr("flags", bool_)
+    parity = ir.Var("parity", i32)
+
+    def build(b):
+        bars = arr("bars", u64, "shared")
+        b.emit(ir.Op(bars, "shared_alloc", (), {"n": 2}))
+        i = thread_index(b)
+        b.op("pbar_init", bars, C(0), count=64)
+        b.op("barrier")
+        b.op("pbar_arrive", bars, C(0), count=64)
+        b.op("store", flags, i, b.op("pbar_test", bars, C(0), parity, count=64))
+        b.op("store", flags, i, b.op("pbar_test", bars, i, C(1), count=64))
+
+    return kernel("phase_barriers", [flags, parity], build)
+
+
 KERNELS = {
     **{f"pure_{t}": (pure_kernel, t) for t in SCALAR_TYPES},
     "control_flow": (control_flow_kernel,),
@@ -304,8 +322,21 @@ def test_kernels_assemble(name, arch, ptxas_path):
     assert text.count(".visible .entry") == 1
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_phase_barriers_are_mbarriers_from_sm_80(arch, ptxas_path):
+    k = phase_barrier_kernel()
+    if arch == "sm_70":
+        with pytest.raises(CompileError, match="needs sm_80 or newer"):
+            emit_ptx(k, arch)
+        return
+    text = assemble(k, arch, ptxas_path)
+    assert "mbarrier.init.shared::cta.b64" in text and "mbarrier.arrive" in text
+    assert ("mbarrier.try_wait.parity" if arch == "sm_90" else "mbarrier.test_wait.parity") in text
+
+
 def test_every_lowered_opcode_is_covered():
-    used = {s.opcode for name in KERNELS for s in build(name).walk() if isinstance(s, ir.Op)}
+    kernels = [build(name) for name in KERNELS] + [phase_barrier_kernel()]
+    used = {s.opcode for k in kernels for s in k.walk() if isinstance(s, ir.Op)}
     lowered = {o for o in opcodes() if info(o).category != COLLECTIVE} - LOGICAL_ONLY
     assert lowered - used == set()
 

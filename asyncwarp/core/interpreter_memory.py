@@ -14,7 +14,8 @@ import numpy as np
 from . import interpreter_ops as sem
 from . import ir
 
-_SCHEDULING_OPS = ("atomic", "atomic_cas", "fence", "timer", "sg_barrier")
+_SCHEDULING_OPS = ("atomic", "atomic_cas", "fence", "timer", "sg_barrier", "pbar_arrive",
+                   "pbar_test")
 
 
 def is_scheduling_point(op: ir.Op) -> bool:
@@ -69,6 +70,8 @@ def compile_memory(c, op: ir.Op):
         return lambda sg, mask, full: None
     if opc == "shared_alloc":
         return _shared_alloc(c, op)
+    if opc in ("pbar_init", "pbar_arrive", "pbar_test"):
+        return _phase_barrier(c, op)
     if opc not in ("load", "store", "atomic", "atomic_cas"):
         return None
     arr_get = c.getter(op.args[0])
@@ -150,6 +153,38 @@ def compile_memory(c, op: ir.Op):
             _write(regs, dst, out.view(dtype), mask, full, dtype)
 
     return atomic_cas
+
+
+def _phase_barrier(c, op: ir.Op):
+    """pbar_* natively (kernels lowered for CUDA sm_80+): each element counts the arrivals
+    since pbar_init, so the current phase is arrivals // count, as in
+    passes.lower_phase_barriers."""
+    arr_get, idx_get = c.getter(op.args[0]), c.getter(op.args[1])
+    count = int(op.attrs["count"])
+    opc = op.opcode
+
+    if opc == "pbar_test":
+        parity_get, dst = c.getter(op.args[2]), c.slot(op.dst)
+
+        def test(sg, mask, full):
+            regs = sg.regs
+            arr = arr_get(regs)
+            idx = _checked_indices(sg, op, arr, idx_get(regs), mask, full)
+            phase = arr[idx].astype(np.uint64) // np.uint64(count)
+            done = (phase & np.uint64(1)).astype(np.int64) != np.asarray(parity_get(regs))
+            _write(regs, dst, done, mask, full, np.bool_)
+
+        return test
+
+    def update(sg, mask, full):
+        regs = sg.regs
+        arr = arr_get(regs)
+        idx = _checked_indices(sg, op, arr, idx_get(regs), mask, full)
+        for lane in range(len(idx)) if full else np.flatnonzero(mask).tolist():
+            arr[idx[lane]] = 0 if opc == "pbar_init" else arr[idx[lane]] + 1
+        sg.machine.mem_version += 1
+
+    return update
 
 
 def _shared_alloc(c, op: ir.Op):

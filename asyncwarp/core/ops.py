@@ -139,6 +139,17 @@ _def("atomic", 3, MEMORY, "attrs op in ATOMIC_KINDS; returns the old value",
      ("arr", "idx", "elem"), "elem")
 _def("atomic_cas", 4, MEMORY, "if arr[idx] == expected: arr[idx] = desired; returns old",
      ("arr", "idx", "elem", "elem"), "elem")
+# Phase barriers in block memory (arr: a shared u64 array, one barrier per element;
+# attrs count: the arrivals that complete a phase, a power of two). Phases are
+# numbered from 0; the count-th arrival of a phase completes it. pbar_arrive has
+# release, pbar_test acquire semantics at block scope. CUDA sm_80+ runs them as
+# mbarriers; passes.lower_phase_barriers rewrites them into atomics elsewhere.
+_def("pbar_init", 2, MEMORY, "attrs count: arr[idx] starts phase 0 (before a barrier)",
+     ("arr", "idx"), "none")
+_def("pbar_arrive", 2, MEMORY, "attrs count: one arrival on arr[idx] (release)",
+     ("arr", "idx"), "none")
+_def("pbar_test", 3, MEMORY, "attrs count: whether the last phase of parity `parity` "
+     "(0 or 1) before the current one is complete (acquire)", ("arr", "idx", "int"), "bool")
 _def("fence", 0, MEMORY, "attrs scope: an acq_rel fence", (), "none")
 _def("barrier", 0, SYNC, "block barrier; also a block-scope acq_rel fence", (), "none")
 _def("block_all", 1, SYNC, "a barrier that also returns whether pred holds on every "

@@ -12,7 +12,7 @@ from __future__ import annotations
 from . import ir
 from .frontend_hooks import Awaitable, KernelObject, Literal, register_builtin
 from .passes.lower_async_prep import emit_group_barrier
-from .types import ArrayType, ScalarType, bool_, i32, u32
+from .types import ArrayType, ScalarType, bool_, i32, u32, u64
 
 _HEAD, _TAIL, _CLOSED = 0, 1, 2  # the channel's control words
 
@@ -164,20 +164,22 @@ class _ChannelWait(Awaitable):
 class ChannelObject(KernelObject):
     """A channel inside a kernel: a ring of `capacity` slots of W values.
 
-    data[slot * W + lane] holds the message; seq[slot] is the slot's ticket:
-    2p when it is free for the sender of position p, 2p + 1 once message p is
-    published (receiving it makes it 2(p + capacity), free for the next lap).
-    Doubling keeps "published" and "free" apart even with one slot, where the
-    classic p + 1 / p + capacity tickets coincide. ctl holds head (next
-    receive), tail (next send) and closed.
+    data[slot * W + lane] holds the message; ctl holds head (next receive),
+    tail (next send) and closed. Two protocols hand the slots over.
 
-    Two protocols share that layout. In general (several senders or receivers)
-    it is a Vyukov ring: lane 0 reserves a position with a CAS on head or tail
-    and tells its warp. When the frontend found one sending warp and one
-    receiving warp (`single`), each side keeps its own position in a register
-    (`sent`, `received`), so a send or receive is a load of the slot's ticket by
-    every lane, a warp vote and, once ready, one release store: no CAS, no
-    shuffles (ctl's head and tail are then unused).
+    In general (several sending or receiving warps) it is a Vyukov ring:
+    seq[slot] is the slot's ticket, 2p when it is free for the sender of
+    position p, 2p + 1 once message p is published (receiving it makes it
+    2(p + capacity), free for the next lap); doubling keeps "published" and
+    "free" apart even with one slot. Lane 0 reserves a position with a CAS on
+    head or tail and tells its warp.
+
+    When the frontend found one sending warp and one receiving warp (`single`),
+    each side keeps its position in a register (`sent`, `received`) and each
+    slot has two phase barriers (pbar_* ops; mbarriers on CUDA sm_80+):
+    bars[slot] completes a lap when the slot is full, bars[capacity + slot] when
+    it is free again. A send or receive is then a test by every lane, a warp
+    vote and one arrival: no CAS, no shuffles, no seq (head and tail unused).
     """
 
     kind = "aw.Channel"
@@ -195,7 +197,8 @@ class ChannelObject(KernelObject):
         single: bool,
     ):
         self.elem, self.capacity, self.W = elem, capacity, W
-        self.data, self.seq, self.ctl = data, seq, ctl
+        self.data, self.seq, self.ctl = data, seq, ctl  # seq: bars when single
+        self.bars = seq
         self.where = f"the channel of line {loc.line}"
         self.index, self.single = index, single
         # the single protocol's positions, one register per warp (only its side uses it)
@@ -239,35 +242,36 @@ class ChannelObject(KernelObject):
         twice = b.op("mul", pos, _const(2))
         return b.op("add", twice, _const(1)) if published else twice
 
-    def _release_slot(self, b: ir.Builder, slot: ir.Value, ticket) -> None:
-        """Lane 0 stores the slot's next ticket with release order, after every lane's
-        access to the slot's data (the warp_sync orders them before it)."""
+    # ---- one sending warp, one receiving warp: phase barriers per slot
+
+    def _slot_done(self, b: ir.Builder, bar: ir.Value, pos: ir.Value, free: bool) -> ir.Var:
+        """Whether lap pos // capacity of a slot's `full` (or `free`) barrier is complete,
+        tested by every lane (acquire) and true only when all lanes saw it.
+
+        Lap L of `full` completes when message L * capacity + slot is published; the
+        sender of lap L waits for lap L - 1 of `free` (the parity of the lap before
+        lap 0 counts as complete, so every slot starts free)."""
+        lap = b.op("floordiv", pos, _const(self.capacity))
+        parity = b.op("band", lap, _const(1))
+        if free:
+            parity = b.op("bxor", parity, _const(1))
+        return b.op("warp_all", b.op("pbar_test", self.bars, bar, parity, count=1))
+
+    def _arrive(self, b: ir.Builder, bar: ir.Value) -> None:
+        """Lane 0 arrives (release) once every lane is done with the slot's data."""
         b.op("warp_sync")
-        _if(
-            b,
-            _lane0(b),
-            lambda rb: rb.op("store", self.seq, slot, ticket(rb), order="release", scope="block"),
-        )
-
-    def _ticket_is(self, b: ir.Builder, slot: ir.Value, want: ir.Value) -> ir.Var:
-        """Every lane reads the slot's ticket (acquire); true when all lanes saw `want`."""
-        ticket = b.op("load", self.seq, slot, order="acquire", scope="block")
-        return b.op("warp_all", b.op("eq", ticket, want))
-
-    # ---- one sending warp, one receiving warp
+        _if(b, _lane0(b), lambda ab: ab.op("pbar_arrive", self.bars, bar, count=1))
 
     def _send_single(self, b: ir.Builder, value: ir.Value, loc: ir.Loc) -> None:
-        # Each lane's acquire of the free ticket orders its write of the slot after
-        # the receiver's reads of the previous lap (released by the receiver).
         ready = b.tmp(bool_, "sent")
         pb = b.nested()
         pos = self.sent
         slot = self._slot(pb, pos)
-        ok = self._ticket_is(pb, slot, self._ticket(pb, pos, False))
+        ok = self._slot_done(pb, pb.op("add", slot, _const(self.capacity, i32)), pos, True)
 
         def publish(wb: ir.Builder) -> None:
             wb.op("store", self.data, self._index(wb, slot), value, order="weak", scope="block")
-            self._release_slot(wb, slot, lambda rb: self._ticket(rb, pos, True))
+            self._arrive(wb, slot)
             wb.assign(pos, wb.op("add", pos, _const(1)))
 
         _if(pb, ok, publish)
@@ -281,8 +285,7 @@ class ChannelObject(KernelObject):
         pb = b.nested()
         pos = self.received
         slot = self._slot(pb, pos)
-        published = self._ticket(pb, pos, True)
-        pb.assign(got, self._ticket_is(pb, slot, published))
+        pb.assign(got, self._slot_done(pb, slot, pos, False))
         pb.assign(value, _const(0, self.elem) if not self.elem.is_bool else ir.Const(False, bool_))
         pb.assign(ready, got)
 
@@ -290,20 +293,17 @@ class ChannelObject(KernelObject):
             rb.assign(
                 value, rb.op("load", self.data, self._index(rb, slot), order="weak", scope="block")
             )
-
-            def next_lap(sb: ir.Builder) -> ir.Var:
-                return self._ticket(sb, sb.op("add", pos, _const(self.capacity)), False)
-
-            self._release_slot(rb, slot, next_lap)
+            self._arrive(rb, rb.op("add", slot, _const(self.capacity, i32)))
             rb.assign(pos, rb.op("add", pos, _const(1)))
 
         def maybe_drained(eb: ir.Builder) -> None:
-            # The slot at our position holds either our next message or nothing yet
-            # (ticket 2p). Closed, then still nothing: every message sent before
-            # close() was received.
+            # Closed, then still no message at our position: every message sent
+            # before close() was received.
             closed = eb.op("load", self.ctl, _const(_CLOSED, i32), order="acquire", scope="block")
-            ticket = eb.op("load", self.seq, slot, order="acquire", scope="block")
-            empty = eb.op("land", eb.op("ne", closed, _const(0)), eb.op("ne", ticket, published))
+            lap = eb.op("floordiv", pos, _const(self.capacity))
+            parity = eb.op("band", lap, _const(1))
+            sent = eb.op("pbar_test", self.bars, slot, parity, count=1)
+            empty = eb.op("land", eb.op("ne", closed, _const(0)), eb.op("lnot", sent))
             eb.assign(ready, eb.op("warp_all", empty))
 
         _if(pb, got, consume, maybe_drained)
@@ -446,38 +446,50 @@ def _make_channel(fe, args: list, kwargs: dict, loc: ir.Loc) -> ChannelObject:
         fe.error(f"{call} takes 2 arguments, got {len(args)}", loc)
     _require_top_level(fe, loc, "aw.Channel(...)")
     W = fe.warp_width
+    index = fe.channels_created
+    fe.channels_created += 1
+    single = index in fe.single_warp_channels
     data = fe.shared_alloc(elem, capacity * W, "chan_data")
-    seq = fe.shared_alloc(u32, capacity, "chan_seq")
+    if single:  # a full and a free phase barrier per slot
+        seq = fe.shared_alloc(u64, 2 * capacity, "chan_bars")
+    else:
+        seq = fe.shared_alloc(u32, capacity, "chan_seq")
     ctl = fe.shared_alloc(u32, 3, "chan_ctl")
     b = fe.b
     b.loc = loc
 
-    def init_tickets(wb: ir.Builder) -> None:
-        # slot k starts free for the sender of position k (ticket 2k); warp 0's lanes share
+    def per_slot(wb: ir.Builder, n: int, init) -> None:
+        # warp 0's lanes share the n words
         k = wb.tmp(i32, "slot")
         wb.assign(k, wb.op("lane"))
         hb = wb.nested()
-        more = hb.op("lt", k, _const(capacity, i32))
+        more = hb.op("lt", k, _const(n, i32))
         body = wb.nested()
-        ticket = body.op("mul", body.op("cast", k, type=u32), _const(2))
-        body.op("store", seq, k, ticket, order="weak", scope="block")
+        init(body, k)
         latch = wb.nested()
         latch.assign(k, latch.op("add", k, _const(W, i32)))
         wb.emit(ir.Loop(hb.block, more, body.block, latch.block, loc))
+
+    def init_ticket(body: ir.Builder, k: ir.Var) -> None:
+        # slot k starts free for the sender of position k (ticket 2k)
+        ticket = body.op("mul", body.op("cast", k, type=u32), _const(2))
+        body.op("store", seq, k, ticket, order="weak", scope="block")
+
+    def init_bars(wb: ir.Builder) -> None:
+        per_slot(wb, 2 * capacity, lambda body, k: body.op("pbar_init", seq, k, count=1))
+
+    def init_tickets(wb: ir.Builder) -> None:
+        per_slot(wb, capacity, init_ticket)
 
     def init_control(ib: ir.Builder) -> None:
         for word in (_HEAD, _TAIL, _CLOSED):
             ib.op("store", ctl, _const(word, i32), _const(0), order="weak", scope="block")
 
-    _if(b, b.op("eq", b.op("warp_id"), _const(0, i32)), init_tickets)
+    _if(b, b.op("eq", b.op("warp_id"), _const(0, i32)), init_bars if single else init_tickets)
     _if(b, _first_lane_of_block(b), init_control)
     b.op("barrier")
-    index = fe.channels_created
-    fe.channels_created += 1
-    channel = ChannelObject(
-        elem, capacity, W, data, seq, ctl, loc, index, index in fe.single_warp_channels
-    )
-    if channel.single:
+    channel = ChannelObject(elem, capacity, W, data, seq, ctl, loc, index, single)
+    if single:
         channel.sent, channel.received = b.tmp(u32, "chan_sent"), b.tmp(u32, "chan_received")
         b.assign(channel.sent, _const(0))
         b.assign(channel.received, _const(0))

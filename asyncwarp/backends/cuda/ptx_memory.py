@@ -212,6 +212,35 @@ def lower_atomic_cas(e: PtxEmitter, op: ir.Op) -> None:
     )
 
 
+# Phase barriers are mbarriers (PTX ISA "mbarrier", sm_80+); the pipeline rewrites
+# them into atomics for older targets (core/passes/lower_phase_barriers.py).
+def _mbarrier(e: PtxEmitter, op: ir.Op) -> str:
+    if e.sm < 80:
+        raise CompileError(f"{op.opcode} needs sm_80 or newer (mbarrier), not {e.arch}", op.loc)
+    return address(e, op.args[0], op.args[1])
+
+
+def lower_pbar_init(e: PtxEmitter, op: ir.Op) -> None:
+    e.ins(f"mbarrier.init.shared::cta.b64 {_mbarrier(e, op)}, {int(op.attrs['count'])}")
+
+
+def lower_pbar_arrive(e: PtxEmitter, op: ir.Op) -> None:
+    # .release.cta is the default semantics of mbarrier.arrive
+    state = e.tmp("b64")
+    e.ins(f"mbarrier.arrive.shared::cta.b64 {state}, {_mbarrier(e, op)}")
+
+
+def lower_pbar_test(e: PtxEmitter, op: ir.Op) -> None:
+    # .acquire.cta by default. try_wait (sm_90) may suspend the thread for a
+    # hardware-chosen time before answering, which wakes a waiter sooner than a
+    # nanosleep backoff; test_wait (sm_80) answers at once.
+    addr = _mbarrier(e, op)
+    parity = e.tmp("b32")
+    e.ins(f"mov.b32 {parity}, {e.operand(op.args[2])}")
+    kind = "try_wait" if e.sm >= 90 else "test_wait"
+    e.ins(f"mbarrier.{kind}.parity.shared::cta.b64 {e.reg(op.dst)}, {addr}, {parity}")
+
+
 def lower_fence(e: PtxEmitter, op: ir.Op) -> None:
     order, scope = _attrs(op)
     kind = "sc" if order == "seq_cst" else "acq_rel"
@@ -268,6 +297,9 @@ MEMORY_HANDLERS = {
     "atomic": lower_atomic,
     "atomic_cas": lower_atomic_cas,
     "fence": lower_fence,
+    "pbar_init": lower_pbar_init,
+    "pbar_arrive": lower_pbar_arrive,
+    "pbar_test": lower_pbar_test,
     "barrier": lower_barrier,
     "block_all": lower_block_all,
     "shared_alloc": lower_shared_alloc,

@@ -19,7 +19,7 @@ from ..types import ArrayType, bool_, i32, u64
 _ASYNC = (ir.Suspend, ir.Join, ir.Select)
 _REDUCE_KIND = {"warp_sum": "add", "warp_min": "min", "warp_max": "max"}
 _COLLECTIVES = tuple(n for n in opcodes() if info(n).category == COLLECTIVE)
-_PER_LANE_EFFECTS = ("atomic", "atomic_cas")  # each logical lane performs its own
+_PER_LANE_EFFECTS = ("atomic", "atomic_cas", "pbar_arrive")  # each logical lane performs its own
 _BLOCK_LEVEL = ("barrier", "block_all", "shared_alloc")
 _NO_LOOP = object()  # Break/Continue here would leave a replicated region: malformed
 

@@ -1,8 +1,8 @@
 """The pass pipeline: logical IR from the frontend -> lowered IR for an emitter.
 
 verify -> uniformity check -> lower_async (kernels with awaits) -> lower_f64_math
-(Vulkan) -> fold_lanes -> verify. With `verify_each` the verifier also runs
-between passes (tests do).
+(Vulkan) -> lower_phase_barriers (all but CUDA sm_80+) -> fold_lanes -> verify.
+With `verify_each` the verifier also runs between passes (tests do).
 """
 
 from __future__ import annotations
@@ -13,6 +13,14 @@ from ..backend import BuildOptions
 
 def has_async(kernel: ir.Kernel) -> bool:
     return any(isinstance(s, (ir.Suspend, ir.Join, ir.Select)) for s in kernel.walk())
+
+
+def native_phase_barriers(options: BuildOptions) -> bool:
+    """Whether the target runs pbar_* ops itself: CUDA from sm_80 (mbarrier)."""
+    if options.backend != "cuda":
+        return False
+    arch = options.arch or "sm_70"
+    return int(arch.removeprefix("sm_").rstrip("a")) >= 80
 
 
 def lower(
@@ -59,6 +67,12 @@ def lower(
         from .lower_math import lower_f64_math
 
         kernel = lower_f64_math(kernel)
+        if verify_each:
+            verify(kernel, "logical")
+    from .lower_phase_barriers import lower_phase_barriers, uses_phase_barriers
+
+    if uses_phase_barriers(kernel) and not native_phase_barriers(options):
+        kernel = lower_phase_barriers(kernel)
         if verify_each:
             verify(kernel, "logical")
     kernel.attrs.setdefault("progress", options.progress)
