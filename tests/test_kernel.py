@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import poisoned
 
 import asyncwarp as aw
 from asyncwarp import backends
@@ -37,6 +38,46 @@ def test_launch_matches_numpy(run, W, rng):
     blocks = -(-n // (W * warps))
     run(scale_add, blocks, y, x, 1.5, n, warps=warps)
     np.testing.assert_allclose(y, np.float32(1.5) * x + y0 * SCALE, rtol=1e-5, atol=1e-6)
+
+
+@aw.kernel
+def by_powers_of_two(
+    out32: aw.Array[aw.i32],
+    outu: aw.Array[aw.u32],
+    out64: aw.Array[aw.i64],
+    x: aw.Array[aw.i32],
+    u: aw.Array[aw.u32],
+    w: aw.Array[aw.i64],
+):
+    i = aw.block_id() * aw.WARP + aw.lane()
+    out32[5 * i] = x[i] // 8
+    out32[5 * i + 1] = x[i] % 8
+    out32[5 * i + 2] = x[i] // 1
+    out32[5 * i + 3] = x[i] % 1
+    out32[5 * i + 4] = x[i] % 7  # not a power of two: the general path
+    outu[2 * i] = u[i] // 64
+    outu[2 * i + 1] = u[i] % 64
+    out64[2 * i] = w[i] // 1024
+    out64[2 * i + 1] = w[i] % 1024
+
+
+def test_floordiv_and_mod_by_constant_powers_of_two(run, W, rng):
+    """Shifts and masks where the divisor is 2^k: Python's floor semantics, negatives too."""
+    n = 2 * W
+    x = rng.integers(-(2**31), 2**31, n, dtype=np.int64).astype(np.int32)
+    x[:4] = [-1, -8, -9, 2**31 - 1]
+    u = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+    w = rng.integers(-(2**62), 2**62, n, dtype=np.int64)
+    out32, outu, out64 = (
+        poisoned(5 * n, np.int32),
+        poisoned(2 * n, np.uint32),
+        poisoned(2 * n, np.int64),
+    )
+    run(by_powers_of_two, 2, out32, outu, out64, x, u, w)
+    want32 = np.stack([x // 8, x % 8, x // 1, x % 1, x % 7], axis=1).ravel()
+    np.testing.assert_array_equal(out32, want32)
+    np.testing.assert_array_equal(outu, np.stack([u // 64, u % 64], axis=1).ravel())
+    np.testing.assert_array_equal(out64, np.stack([w // 1024, w % 1024], axis=1).ravel())
 
 
 def test_unannotated_parameters_take_argument_types(run, W, rng):
@@ -83,8 +124,15 @@ def test_unknown_options_rejected():
 
 
 def test_specialize_gives_ir_and_ptx_without_a_gpu():
-    c = scale_add.specialize(aw.Array[aw.f32], aw.Array[aw.f32], aw.f32, aw.i32,
-                             backend="cuda", arch="sm_90", warp_width=64)
+    c = scale_add.specialize(
+        aw.Array[aw.f32],
+        aw.Array[aw.f32],
+        aw.f32,
+        aw.i32,
+        backend="cuda",
+        arch="sm_90",
+        warp_width=64,
+    )
     assert c.ir.startswith("kernel scale_add(") and "warp_width=64" in c.ir.splitlines()[0]
     assert ".target sm_90" in c.asm and ".entry" in c.asm
     assert "sg_lane()" in c.lowered_ir and " lane()" not in c.lowered_ir
@@ -92,10 +140,12 @@ def test_specialize_gives_ir_and_ptx_without_a_gpu():
 
 
 def test_same_source_builds_for_both_widths():
-    a = scale_add.specialize(aw.Array[aw.f32], aw.Array[aw.f32], aw.f32, aw.i32,
-                             backend="sim", warp_width=32)
-    b = scale_add.specialize(aw.Array[aw.f32], aw.Array[aw.f32], aw.f32, aw.i32,
-                             backend="sim", warp_width=64)
+    a = scale_add.specialize(
+        aw.Array[aw.f32], aw.Array[aw.f32], aw.f32, aw.i32, backend="sim", warp_width=32
+    )
+    b = scale_add.specialize(
+        aw.Array[aw.f32], aw.Array[aw.f32], aw.f32, aw.i32, backend="sim", warp_width=64
+    )
     assert a.logical.attrs["warp_width"] == 32 and b.logical.attrs["warp_width"] == 64
 
 
@@ -153,11 +203,19 @@ def test_fingerprint_follows_callees_and_constants():
 
 
 def test_env_configuration(monkeypatch):
-    env = {"ASYNCWARP_BACKEND": "sim", "ASYNCWARP_WARP_WIDTH": "64",
-           "ASYNCWARP_DEVICE": "lavapipe", "ASYNCWARP_PROGRESS": "cooperative"}
+    env = {
+        "ASYNCWARP_BACKEND": "sim",
+        "ASYNCWARP_WARP_WIDTH": "64",
+        "ASYNCWARP_DEVICE": "lavapipe",
+        "ASYNCWARP_PROGRESS": "cooperative",
+    }
     cfg = config.from_env(env)
     assert (cfg.backend, cfg.warp_width, cfg.device, cfg.progress) == (
-        "sim", 64, "lavapipe", "cooperative")
+        "sim",
+        64,
+        "lavapipe",
+        "cooperative",
+    )
     with pytest.raises(ValueError, match="ASYNCWARP_WARP_WIDTH"):
         config.from_env({"ASYNCWARP_WARP_WIDTH": "48"})
     with pytest.raises(ValueError, match="ASYNCWARP_BACKEND"):
@@ -194,8 +252,16 @@ async def racy_counter(counter: aw.Array[aw.i32]):
 
 def test_explore_finds_the_lost_update(W):
     counter = np.zeros(1, np.int32)
-    report = aw.explore(racy_counter, 1, [counter], schedules=12, seed=5, warps=3,
-                        warp_width=W, check=lambda c: bool(c[0] == 3))
+    report = aw.explore(
+        racy_counter,
+        1,
+        [counter],
+        schedules=12,
+        seed=5,
+        warps=3,
+        warp_width=W,
+        check=lambda c: bool(c[0] == 3),
+    )
     assert report.schedules == 12 and report.seeds == list(range(5, 17))
     assert report.failures, "some schedule must interleave the read-modify-writes"
     assert all(f.error == "check" for f in report.failures)
@@ -203,12 +269,17 @@ def test_explore_finds_the_lost_update(W):
 
 
 def test_cli_info_and_demo():
-    info = subprocess.run([sys.executable, "-m", "asyncwarp", "info"], capture_output=True,
-                          text=True, timeout=120)
+    info = subprocess.run(
+        [sys.executable, "-m", "asyncwarp", "info"], capture_output=True, text=True, timeout=120
+    )
     assert info.returncode == 0, info.stderr
     assert "sim" in info.stdout and "ASYNCWARP_BACKEND" in info.stdout
-    demo = subprocess.run([sys.executable, "-m", "asyncwarp", "demo", "--backend", "sim",
-                           "--size", "3000"], capture_output=True, text=True, timeout=300)
+    demo = subprocess.run(
+        [sys.executable, "-m", "asyncwarp", "demo", "--backend", "sim", "--size", "3000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "check against numpy: OK" in demo.stdout
 
@@ -221,12 +292,17 @@ def test_auto_progress_uses_known_facts_then_probes(tmp_path, monkeypatch):
     none = {"lane": False, "warp": False, "block": False}
     unknown = DeviceCaps(backend="vulkan", name="Some GPU", driver="1.0", progress=none)
     assert progress.guarantees(unknown)["warp"] is False  # nothing assumed
-    progress.record(unknown, progress.from_report({"W32/warp": True, "W64/warp": True,
-                                                   "W32/block": True, "W64/block": False}))
+    progress.record(
+        unknown,
+        progress.from_report(
+            {"W32/warp": True, "W64/warp": True, "W32/block": True, "W64/block": False}
+        ),
+    )
     found = progress.guarantees(unknown)
     assert found["warp"] is True and found["block"] is False  # every W must agree
-    known = DeviceCaps(backend="vulkan", name="llvmpipe", driver="x", progress=none,
-                       extra={"progress_known": True})
+    known = DeviceCaps(
+        backend="vulkan", name="llvmpipe", driver="x", progress=none, extra={"progress_known": True}
+    )
     progress.record(known, {"warp": True})
     assert progress.guarantees(known)["warp"] is False  # known facts beat a lucky probe
     k = scale_add.with_options(backend="sim")
@@ -250,8 +326,12 @@ def test_waits_between_blocks_are_recorded_for_launchers(run, W):
     c = event_chain.specialize(aw.Array[aw.i32], aw.Array[aw.i32], backend="sim", warp_width=W)
     (where,) = c.lowered.attrs["waits_between_blocks"]
     assert "test_kernel.py" in where
-    assert "waits_between_blocks" not in scale_add.specialize(
-        aw.Array[aw.f32], aw.Array[aw.f32], aw.f32, aw.i32, backend="sim").lowered.attrs
+    assert (
+        "waits_between_blocks"
+        not in scale_add.specialize(
+            aw.Array[aw.f32], aw.Array[aw.f32], aw.f32, aw.i32, backend="sim"
+        ).lowered.attrs
+    )
     blocks = 3
     flags = np.zeros(blocks, np.int32)
     out = np.full(blocks * W, -1, np.int32)

@@ -85,6 +85,16 @@ class Op:
     loc: Loc = NO_LOC
 
 
+def power_of_two(value) -> int | None:
+    """k when `value` is an integer constant 2^k (k >= 0), else None (emitters turn
+    // and % by such constants into shifts and masks)."""
+    if isinstance(value, Const) and not value.type.is_float and not value.type.is_bool:
+        v = int(value.value)
+        if v > 0 and v & (v - 1) == 0:
+            return v.bit_length() - 1
+    return None
+
+
 @dataclass(eq=False)
 class If:
     cond: Value

@@ -285,6 +285,13 @@ def lower_divmod(e: PtxEmitter, op: ir.Op) -> None:
         e.ins(f"mul.rn.{ty} {q}, {q}, {bv}")
         e.ins(f"sub.rn.{ty} {d}, {av}, {q}")
         return
+    k = ir.power_of_two(b)
+    if k is not None:  # by a constant 2^k: floor division is a shift, the remainder a mask
+        if op.opcode == "floordiv":
+            e.ins(f"shr.{ty} {d}, {av}, {k}")
+        else:
+            e.ins(f"and.{bits(t)} {d}, {av}, {(1 << k) - 1}")
+        return
     cls = TEMP_CLASS[t.name]
     by_zero = e.tmp("pred")
     e.ins(f"setp.eq.{ty} {by_zero}, {bv}, 0")

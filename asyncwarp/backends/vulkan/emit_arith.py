@@ -102,6 +102,12 @@ def lower_floordiv_mod(e: KernelEmitter, op: ir.Op) -> int:
             return q
         return farith(e, "OpFSub", t, a, farith(e, "OpFMul", t, q, b))
     ty, boolean = e.ty(t), e.ty(bool_)
+    k = ir.power_of_two(op.args[1])
+    if k is not None:  # by a constant 2^k: floor division is a shift, the remainder a mask
+        if op.opcode == "mod":
+            return e.emit("OpBitwiseAnd", ty, a, e.const((1 << k) - 1, t))
+        shift = "OpShiftRightArithmetic" if t.is_signed else "OpShiftRightLogical"
+        return e.emit(shift, ty, a, e.const(k, t))
     zero, one = e.const(0, t), e.const(1, t)
     b_zero = e.emit("OpIEqual", boolean, b, zero)
     if not t.is_signed:
