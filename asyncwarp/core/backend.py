@@ -55,6 +55,15 @@ class DeviceCaps:
 
 
 class Backend(Protocol):
+    """What kernel.py calls on a backend.
+
+    Optional: `bind(compiled, grid) -> plan`, one CompiledKernel on one grid with all
+    that does not depend on argument values resolved once; `plan(args)` launches on the
+    values and waits, returning what `launch` would, or NotImplemented, with nothing
+    launched, when a value needs `launch`'s full checks. Backends without it (sim,
+    vulkan) are launched through `launch` every time.
+    """
+
     name: str
 
     def available(self) -> tuple[bool, str]:

@@ -78,5 +78,21 @@ class CudaBackend:
             artefact, kernel, grid, args, timed=timed, cooperative=cooperative
         )
 
+    def bind(self, compiled, grid: int) -> runtime.CudaLaunchPlan:
+        """A launch plan of a compiled kernel on `grid` blocks (core.backend.Backend.bind).
+
+        The function, block shape, shared memory and cooperative residency are resolved
+        here; the plan packs argument values it can check exactly and declines the rest.
+        """
+        artefact, kernel = compiled.artefact, compiled.lowered
+        if not isinstance(artefact, str):
+            raise TypeError(f"the cuda backend launches PTX text, got {type(artefact).__name__}")
+        if kernel.attrs.get("hidden_params"):
+            raise ValueError(
+                f"kernel {kernel.name} has hidden parameters: launch it with run_compiled"
+            )
+        cooperative = bool(kernel.attrs.get("waits_between_blocks"))  # as in launch()
+        return runtime.CudaLaunchPlan(self._runtime(), artefact, kernel, grid, cooperative)
+
 
 __all__ = ["CudaBackend"]

@@ -4,7 +4,8 @@ Every driver call goes through `check`, which raises `CudaError` naming the
 call, the driver's error and the kernel. The driver JIT-compiles the PTX of
 ptx.py (cuModuleLoadDataEx, its log captured into the error); arguments are
 numpy arrays (copied in and back), device arrays of any producer (DLPack or
-__cuda_array_interface__, zero-copy) and scalars.
+__cuda_array_interface__, zero-copy) and scalars. `CudaLaunchPlan` is the cheap
+path of a repeated launch: one kernel and grid resolved once, arguments packed in place.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ _FAULT_HINT = (
     "the kernel faulted on the GPU (an out-of-bounds index is the usual cause; run it on "
     "the sim backend to find the line); this process's CUDA context cannot be used again"
 )
+# CUresult values of a launch made while another context was current (cuda.h's
+# CUDA_ERROR_INVALID_CONTEXT, _INVALID_HANDLE, _CONTEXT_IS_DESTROYED): a plan that
+# skipped cuCtxSetCurrent re-activates its context and retries once.
+_STALE_CONTEXT = frozenset((201, 400, 709))
+# The CudaDevice whose context this thread made current last (see CudaDevice.ensure_active).
+_active = threading.local()
 
 
 class CudaError(RuntimeError):
@@ -221,6 +228,16 @@ class CudaDevice:
 
     def activate(self) -> None:
         check(driver().cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
+        _active.device = self
+
+    def ensure_active(self) -> None:
+        """activate() unless this thread's last activation was this device's.
+
+        Another library may have switched contexts since: launches that skip the
+        call retry after activate() when the driver says the context was wrong.
+        """
+        if getattr(_active, "device", None) is not self:
+            self.activate()
 
     def _attr(self, name: str) -> int:
         drv = driver()
@@ -421,15 +438,7 @@ class CudaDevice:
         """
         name = entry_name(kernel)
         threads = block_size(kernel)
-        if not isinstance(grid, (int, np.integer)) or not 1 <= grid < 2**31:
-            raise ValueError(
-                f"kernel {kernel.name}: grid must be an int in 1..2^31-1, not {grid!r}"
-            )
-        if threads > self.caps.max_block_threads:
-            raise ValueError(
-                f"kernel {kernel.name} needs {threads} threads per block; "
-                f"{self.caps.name} allows {self.caps.max_block_threads}"
-            )
+        self._check_shape(kernel, grid, threads)
         self.activate()
         packed = self.marshal(kernel, args)
         shared = dynamic_shared_bytes(ptx)
@@ -449,6 +458,17 @@ class CudaDevice:
             for staged in packed.staged:
                 _release(staged)
         return elapsed
+
+    def _check_shape(self, kernel: ir.Kernel, grid, threads: int) -> None:
+        if not isinstance(grid, (int, np.integer)) or not 1 <= grid < 2**31:
+            raise ValueError(
+                f"kernel {kernel.name}: grid must be an int in 1..2^31-1, not {grid!r}"
+            )
+        if threads > self.caps.max_block_threads:
+            raise ValueError(
+                f"kernel {kernel.name} needs {threads} threads per block; "
+                f"{self.caps.name} allows {self.caps.max_block_threads}"
+            )
 
     def _run(self, name: str, launch: tuple, timed: bool, cooperative: bool) -> float | None:
         drv = driver()
@@ -510,6 +530,132 @@ def _release(array: DeviceArray) -> None:
         pass
 
 
+# ------------------------------------------------------------------ bound launches
+
+
+class CudaLaunchPlan:
+    """One kernel on one grid with all that does not depend on argument values resolved.
+
+    Calling it with the argument values packs them into buffers made once, launches and
+    waits; it returns NotImplemented, having touched no device, when a value needs
+    `CudaDevice.launch`'s full checks (a host array to stage, another producer's array,
+    another type, an out-of-range int): the caller then takes that path instead.
+    """
+
+    def __init__(
+        self, device: CudaDevice, ptx: str, kernel: ir.Kernel, grid: int, cooperative: bool = False
+    ):
+        self.device = device
+        self.name = entry_name(kernel)
+        self.grid = grid
+        threads = block_size(kernel)
+        device._check_shape(kernel, grid, threads)
+        device.ensure_active()
+        shared = dynamic_shared_bytes(ptx)
+        fn = device.function(ptx, self.name, shared)
+        if cooperative:
+            device._check_cooperative(fn, kernel.name, int(grid), threads, shared)
+        # One 8-byte slot per parameter (PTX parameters are at most 8 bytes), and the
+        # array of slot addresses cuLaunchKernel reads: both live as long as the plan.
+        n = len(kernel.params)
+        self._slots = np.zeros(max(n, 1), np.uint64)
+        base = self._slots.ctypes.data
+        self._pointers = np.array([base + 8 * i for i in range(n)], dtype=np.uint64)
+        self._packers = tuple(
+            _packer(p.type, i, self._slots, device) for i, p in enumerate(kernel.params)
+        )
+        drv = self._drv = driver()
+        self._success = drv.CUresult.CUDA_SUCCESS
+        self._call_name = "cuLaunchCooperativeKernel" if cooperative else "cuLaunchKernel"
+        launch = (fn, int(grid), 1, 1, threads, 1, 1, shared, device.stream)
+        params = self._pointers.ctypes.data
+        # cuLaunchKernel takes a trailing `extra` (none here); the cooperative call does not
+        self._launch_args = (*launch, params) if cooperative else (*launch, params, 0)
+        self._launch_fn = getattr(drv, self._call_name)
+        self._lock = threading.Lock()  # one set of buffers: one launch of this plan at a time
+
+    def __call__(self, args):
+        """Launch on `args` and wait: None, or NotImplemented when they need the full path."""
+        packers = self._packers
+        if len(args) != len(packers):
+            return NotImplemented
+        with self._lock:
+            # Every value is checked before anything reaches the device.
+            for pack, value in zip(packers, args, strict=True):
+                if not pack(value):
+                    return NotImplemented
+            device = self.device
+            device.ensure_active()
+            result = self._launch_fn(*self._launch_args)
+            if result[0] is not self._success:  # identity is the fast test; check() decides
+                if int(result[0]) in _STALE_CONTEXT:  # another context is current: once more
+                    device.activate()
+                    result = self._launch_fn(*self._launch_args)
+                check(result, self._call_name, self.name)
+            result = self._drv.cuStreamSynchronize(device.stream)
+            if result[0] is not self._success:
+                try:
+                    check(result, "cuStreamSynchronize after the launch", self.name)
+                except CudaError as err:  # a fault in the kernel surfaces here
+                    raise CudaError(
+                        err.call, err.code, err.error_name, err.text, self.name, _FAULT_HINT
+                    ) from None
+        return None
+
+
+def _packer(t, slot: int, slots: np.ndarray, device: CudaDevice):
+    """pack(value) -> bool for the parameter in `slot`: writes the value and returns True
+    when its type is one of the exact fast cases, else False (marshal decides)."""
+    if isinstance(t, ArrayType):
+        want, words = t.elem.dtype, slots
+
+        def pack_array(v) -> bool:
+            if (
+                type(v) is DeviceArray
+                and v.device is device
+                and (v.dtype is want or v.dtype == want)
+                and len(v.shape) == 1
+            ):
+                words[slot] = v.ptr
+                return True
+            return False
+
+        return pack_array
+    if t.is_bool:  # PTX reads bool parameters as .u32
+        view, at = slots.view(np.uint32), 2 * slot
+
+        def pack_bool(v) -> bool:
+            if type(v) is bool or type(v) is np.bool_:
+                view[at] = 1 if v else 0
+                return True
+            return False
+
+        return pack_bool
+    view = slots.view(t.dtype)
+    at = slot * 8 // t.dtype.itemsize  # little-endian: the value starts the slot
+    exact = t.dtype.type
+    if t.is_int:
+        lo, hi = t.limits
+
+        def pack_int(v) -> bool:
+            kind = type(v)
+            if kind is exact or (kind is int and lo <= v <= hi):
+                view[at] = v
+                return True
+            return False
+
+        return pack_int
+
+    def pack_float(v) -> bool:
+        kind = type(v)
+        if kind is exact or kind is float:  # a Python float rounds as numpy's cast does
+            view[at] = v
+            return True
+        return False
+
+    return pack_float
+
+
 _devices: dict[int, CudaDevice] = {}
 _lock = threading.Lock()
 
@@ -539,6 +685,7 @@ def empty(n: int, dtype, device: int = 0) -> DeviceArray:
 __all__ = [
     "CudaError",
     "CudaDevice",
+    "CudaLaunchPlan",
     "DeviceArray",
     "available",
     "check",
