@@ -80,6 +80,25 @@ def stream_data(ctx: Context, target=None, n: int | None = None) -> StreamData:
     return ctx.shared[key]
 
 
+# Blocks per SM tried for each persistent kernel of benchmark 1 on CUDA (asyncwarp's and
+# the hand-written ones alike); each is then timed at its fastest grid.
+BLOCKS_PER_SM = (8, 12, 16, 20, 24, 32)
+
+
+def tuned_grid(ctx: Context, launch_at) -> int | None:
+    """The grid, of BLOCKS_PER_SM x SMs (up to what is resident at once), whose short run
+    is fastest; `launch_at(grid)` prepares a launch (grid None: the resident grid).
+    None where there is nothing to tune (not CUDA, or the tiny tier)."""
+    target = ctx.target
+    if target.backend != "cuda" or ctx.tier == "tiny":
+        return None
+    sms = target.caps.extra["sm_count"]
+    resident = launch_at(None).grid
+    grids = sorted({min(per_sm * sms, resident) for per_sm in BLOCKS_PER_SM})
+    times = {g: float(np.median(launch_at(g).time(ctx.pick(5, 3, 1), 1))) for g in grids}
+    return min(times, key=times.get)
+
+
 def default_grid(ctx: Context) -> int:
     """Blocks for a persistent kernel where no occupancy query exists (Vulkan, sim)."""
     return ctx.pick(132 * 16, 132 * 16, 4)
@@ -91,14 +110,18 @@ def time_stream_kernel(
     kern,
     data: StreamData,
     target=None,
-    grid: int | None = None,
+    grid: int | str | None = None,
     **options,
 ) -> Row:
-    """Time one asyncwarp stream kernel (y, x, a, b, n) on `target`, then check y."""
+    """Time one asyncwarp stream kernel (y, x, a, b, n) on `target`, then check y.
+
+    grid None: the resident grid on CUDA, default_grid elsewhere; "tuned": tuned_grid."""
     target = target or ctx.target
     if grid is None and target.backend != "cuda":
         grid = default_grid(ctx)
     args = [data.y_dev, data.x_dev, A, B, np.int32(data.n)]
+    if grid == "tuned":
+        grid = tuned_grid(ctx, lambda g: target.prepare(kern, g, args, **options))
     launch = target.prepare(kern, grid, args, **options)
     row = time_and_check(ctx, label, launch.time, data, target)
     row.extra.update(
@@ -140,14 +163,17 @@ def run(ctx: Context) -> BenchResult:
         )
     else:
         result.skip(COPY, "CUDA only; the no-async kernel is this backend's baseline")
+    # CUDA: every kernel runs at the grid its short runs found fastest (tuned_grid)
+    grid = "tuned" if target.backend == "cuda" else None
+    W = ctx.warp_width
     result.rows.append(
-        time_stream_kernel(ctx, STREAM, kernels.stream, data, warp_width=ctx.warp_width)
+        time_stream_kernel(ctx, STREAM, kernels.stream, data, grid=grid, warp_width=W)
     )
     result.rows.append(
-        time_stream_kernel(ctx, NAIVE, kernels.naive_stream, data, warp_width=ctx.warp_width)
+        time_stream_kernel(ctx, NAIVE, kernels.naive_stream, data, grid=grid, warp_width=W)
     )
     result.rows.append(
-        time_stream_kernel(ctx, PLAIN, kernels.affine, data, warps=4, warp_width=ctx.warp_width)
+        time_stream_kernel(ctx, PLAIN, kernels.affine, data, grid=grid, warps=4, warp_width=W)
     )
     if target.backend == "cuda":
         add_hand_written(ctx, result, data)
@@ -182,7 +208,11 @@ def add_hand_written(ctx: Context, result: BenchResult, data: StreamData) -> Non
     for name, threads, label in HAND_WRITTEN:
         fn = target.load_cubin(image, name)
         args = [data.y_dev, data.x_dev, A, B, np.int32(data.n)]
-        launch = target.prepare_function(fn, name, None, threads, args)
+
+        def launch_at(g, fn=fn, name=name, threads=threads, args=args):
+            return target.prepare_function(fn, name, g, threads, args)
+
+        launch = launch_at(tuned_grid(ctx, launch_at))
         # nvcc contracts a*x + b into one FMA, a rounding apart from numpy's mul + add:
         # within check_close's default tolerance.
         row = time_and_check(ctx, label, launch.time, data, target)

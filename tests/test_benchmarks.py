@@ -415,3 +415,24 @@ def test_baselines_compile_with_nvcc(tmp_path):
         out = tmp_path / f"{name}.cubin"
         cubins.compile_cubin(name, nvcc, out)
         assert out.read_bytes().startswith(b"\x7fELF")
+
+
+def test_tuned_grid_picks_the_fastest_candidate_up_to_the_resident_grid():
+    from benchmarks import pipeline
+    from benchmarks.harness import Context
+
+    target = SimpleNamespace(backend="cuda", caps=SimpleNamespace(extra={"sm_count": 10}))
+    tried = []
+
+    def launch_at(grid):
+        grid = 240 if grid is None else grid  # 24 blocks per SM are resident at once
+        tried.append(grid)
+        # fastest at 20 blocks per SM, as the H100 stream kernels were
+        return SimpleNamespace(grid=grid, time=lambda reps, warmup: [abs(grid - 200) + 1.0] * reps)
+
+    ctx = Context(target, "quick")
+    assert pipeline.tuned_grid(ctx, launch_at) == 200
+    assert max(tried) == 240 and 320 not in tried  # 32 per SM is capped at the resident 24
+    assert pipeline.tuned_grid(Context(target, "tiny"), launch_at) is None
+    vulkan = SimpleNamespace(backend="vulkan", caps=target.caps)
+    assert pipeline.tuned_grid(Context(vulkan, "quick"), launch_at) is None

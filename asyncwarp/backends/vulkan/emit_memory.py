@@ -266,21 +266,46 @@ def lower_barrier(e: KernelEmitter, op: ir.Op) -> None:
 
 
 def lower_block_all(e: KernelEmitter, op: ir.Op) -> int:
-    """A hidden workgroup flag: everyone sets it, barrier, invocations whose predicate is
-    false clear it (atomic AND), barrier, everyone reads it, barrier. The last barrier
-    keeps the next block_all's set from racing with this one's reads. Atomics because
-    several invocations write the flag between two barriers."""
-    uint = e.ty(u32)
-    flag = e.global_var("block_all_flag", "Workgroup", uint, "block_all_flag")
-    scope, relaxed = e.scope("Workgroup"), e.semantics()
-    pred = bool_to_number(e, e.value(op.args[0]), u32)
-    e.emit("OpAtomicStore", flag, scope, relaxed, e.const(1, u32))
+    """One workgroup barrier per call. Each subgroup votes (OpGroupNonUniformAll) and its
+    invocations store the verdict in the subgroup's own word; after the barrier lane i
+    reads words i, i + H, ... and the subgroup votes again. Every call rewrites all its
+    words before its barrier, so nothing needs initialising; calls alternate between two
+    sets of words, so one call's writes never meet the previous call's reads (those
+    happen before the barrier in between). Cooperative executors run one per round."""
+    uint, boolean = e.ty(u32), e.ty(bool_)
+    groups = -(-e.block_size // e.subgroup)
+    words = e.global_var(
+        "block_all_words", "Workgroup", e.b.type_array(uint, 2 * groups), "block_all_words"
+    )
+    if "block_all_half" not in e.cache:
+        e.cache["block_all_half"] = e.local(uint, "block_all_half", e.const(0, u32))
+    half_var = e.cache["block_all_half"]
+    half = e.emit("OpLoad", uint, half_var)
+    e.emit("OpStore", half_var, e.emit("OpBitwiseXor", uint, half, e.const(1, u32)))
+    base = e.emit("OpIMul", uint, half, e.const(groups, u32))
+    ptr_t = e.b.type_pointer("Workgroup", uint)
+    scope, relaxed, subgroup = e.scope("Workgroup"), e.semantics(), e.scope("Subgroup")
+
+    def word(index: int) -> int:
+        return e.emit("OpAccessChain", ptr_t, words, e.emit("OpIAdd", uint, base, index))
+
+    verdict = e.emit("OpGroupNonUniformAll", boolean, subgroup, e.value(op.args[0]))
+    mine = word(e.builtin("SubgroupId"))
+    e.emit("OpAtomicStore", mine, scope, relaxed, bool_to_number(e, verdict, u32))
     control_barrier(e, "Workgroup")
-    e.emit("OpAtomicAnd", uint, flag, scope, relaxed, pred)
-    control_barrier(e, "Workgroup")
-    result = e.emit("OpAtomicLoad", uint, flag, scope, relaxed)
-    control_barrier(e, "Workgroup")
-    return e.emit("OpINotEqual", e.ty(bool_), result, e.const(0, u32))
+    lane = e.builtin("SubgroupLocalInvocationId")
+    ok = e.const(True, bool_)
+    for start in range(0, groups, e.subgroup):
+        i = e.emit("OpIAdd", uint, lane, e.const(start, u32))
+        inside = e.emit("OpULessThan", boolean, i, e.const(groups, u32))
+        seen = e.emit("OpAtomicLoad", uint, word(e.select(u32, inside, i, e.const(0, u32))),
+                      scope, relaxed)  # fmt: skip
+        fine = e.emit("OpINotEqual", boolean, seen, e.const(0, u32))
+        ok = e.emit(
+            "OpLogicalAnd", boolean, ok,
+            e.emit("OpLogicalOr", boolean, e.emit("OpLogicalNot", boolean, inside), fine),
+        )  # fmt: skip
+    return e.emit("OpGroupNonUniformAll", boolean, subgroup, ok)
 
 
 def lower_timer(e: KernelEmitter, op: ir.Op) -> int:
