@@ -142,8 +142,10 @@ _def("atomic_cas", 4, MEMORY, "if arr[idx] == expected: arr[idx] = desired; retu
 # Phase barriers in block memory (arr: a shared u64 array, one barrier per element;
 # attrs count: the arrivals that complete a phase, a power of two). Phases are
 # numbered from 0; the count-th arrival of a phase completes it. pbar_arrive has
-# release, pbar_test acquire semantics at block scope. CUDA sm_80+ runs them as
-# mbarriers; passes.lower_phase_barriers rewrites them into atomics elsewhere.
+# release, pbar_test acquire semantics at block scope; pbar_arrive with attrs
+# warp=True is reached by every lane of the warp together (one arrival each), which
+# lets the counter form add W once. CUDA sm_80+ runs them as mbarriers;
+# passes.lower_phase_barriers rewrites them into atomics elsewhere.
 _def("pbar_init", 2, MEMORY, "attrs count: arr[idx] starts phase 0 (before a barrier)",
      ("arr", "idx"), "none")
 _def("pbar_arrive", 2, MEMORY, "attrs count: one arrival on arr[idx] (release)",

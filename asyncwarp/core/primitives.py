@@ -179,7 +179,8 @@ class ChannelObject(KernelObject):
     slot has two phase barriers (pbar_* ops; mbarriers on CUDA sm_80+):
     bars[slot] completes a lap when the slot is full, bars[capacity + slot] when
     it is free again. A send or receive is then a test by every lane, a warp
-    vote and one arrival: no CAS, no shuffles, no seq (head and tail unused).
+    vote and an arrival by every lane: no CAS, no shuffles, no seq (head and tail
+    unused).
     """
 
     kind = "aw.Channel"
@@ -255,12 +256,14 @@ class ChannelObject(KernelObject):
         parity = b.op("band", lap, _const(1))
         if free:
             parity = b.op("bxor", parity, _const(1))
-        return b.op("warp_all", b.op("pbar_test", self.bars, bar, parity, count=1))
+        return b.op("warp_all", b.op("pbar_test", self.bars, bar, parity, count=self.W))
 
     def _arrive(self, b: ir.Builder, bar: ir.Value) -> None:
-        """Lane 0 arrives (release) once every lane is done with the slot's data."""
-        b.op("warp_sync")
-        _if(b, _lane0(b), lambda ab: ab.op("pbar_arrive", self.bars, bar, count=1))
+        """Every lane arrives once it is done with its value of the slot (release): a phase
+        is one warp's W arrivals. No warp sync first: each arrival orders its own lane's
+        access, and the phase completes only after all of them (an mbarrier's waiter
+        synchronises with every arrival of the phase it saw complete)."""
+        b.op("pbar_arrive", self.bars, bar, count=self.W, warp=True)
 
     def _send_single(self, b: ir.Builder, value: ir.Value, loc: ir.Loc) -> None:
         ready = b.tmp(bool_, "sent")
@@ -302,7 +305,7 @@ class ChannelObject(KernelObject):
             closed = eb.op("load", self.ctl, _const(_CLOSED, i32), order="acquire", scope="block")
             lap = eb.op("floordiv", pos, _const(self.capacity))
             parity = eb.op("band", lap, _const(1))
-            sent = eb.op("pbar_test", self.bars, slot, parity, count=1)
+            sent = eb.op("pbar_test", self.bars, slot, parity, count=self.W)
             empty = eb.op("land", eb.op("ne", closed, _const(0)), eb.op("lnot", sent))
             eb.assign(ready, eb.op("warp_all", empty))
 
@@ -476,7 +479,7 @@ def _make_channel(fe, args: list, kwargs: dict, loc: ir.Loc) -> ChannelObject:
         body.op("store", seq, k, ticket, order="weak", scope="block")
 
     def init_bars(wb: ir.Builder) -> None:
-        per_slot(wb, 2 * capacity, lambda body, k: body.op("pbar_init", seq, k, count=1))
+        per_slot(wb, 2 * capacity, lambda body, k: body.op("pbar_init", seq, k, count=W))
 
     def init_tickets(wb: ir.Builder) -> None:
         per_slot(wb, capacity, init_ticket)

@@ -1,6 +1,6 @@
 """Phase barriers (pbar_* ops) as atomics on an arrival counter, for targets without them.
 
-Runs before fold_lanes wherever the emitter has no native phase barrier (every
+Runs after lower_async and before fold_lanes wherever the emitter has no native phase barrier (every
 target but CUDA sm_80+, where they are mbarriers). Each barrier becomes one u32
 word counting arrivals since pbar_init; the current phase is `arrivals / count`
 (count is a power of two, so the division stays exact when the counter wraps).
@@ -66,6 +66,13 @@ def lower_phase_barriers(kernel: ir.Kernel) -> ir.Kernel:
         words = counter(arr)
         if s.opcode == "pbar_init":
             b.op("store", words, idx, ir.Const(0, u32), order="weak", scope="block")
+        elif s.opcode == "pbar_arrive" and s.attrs.get("warp"):
+            # the whole warp arrives: its lanes' accesses before lane 0 adds W for all
+            W = int(kernel.attrs.get("warp_width", 32))
+            b.op("warp_sync")
+            lb = b.nested()
+            lb.op("atomic", words, idx, ir.Const(W, u32), op="add", order="release", scope="block")
+            b.emit(ir.If(b.op("eq", b.op("lane"), ir.Const(0, i32)), lb.block, [], s.loc))
         elif s.opcode == "pbar_arrive":
             b.op("atomic", words, idx, ir.Const(1, u32), op="add", order="release", scope="block")
         else:
