@@ -103,6 +103,8 @@ class FakeDriver:
         return self.CUresult.CUDA_SUCCESS, b"Fake H100\0".ljust(length, b"\0")
 
     def cuDeviceGetAttribute(self, attr, device):
+        if attr not in self.attributes:  # as a driver answers for an unknown attribute
+            return self.CUresult.CUDA_ERROR_INVALID_VALUE, 0
         return self.CUresult.CUDA_SUCCESS, self.attributes[attr]
 
     def cuCtxSetCurrent(self, context):
@@ -140,12 +142,13 @@ class FakeDriver:
 
     # modules and launches
     def cuModuleLoadDataEx(self, image, count, options, values):
-        return self.CUresult.CUDA_SUCCESS, SimpleNamespace(ptx=bytes(image).decode())
+        return self.CUresult.CUDA_SUCCESS, SimpleNamespace(ptx=bytes(image).rstrip(b"\0").decode())
 
     def cuModuleGetFunction(self, module, name):
         entry = module.ptx.split(f".entry {name.decode()}(", 1)[1].split(")", 1)[0]
         sizes = [int(bits) // 8 for bits in _PARAM.findall(entry + "\n")]
-        return self.CUresult.CUDA_SUCCESS, SimpleNamespace(name=name.decode(), sizes=sizes)
+        fn = SimpleNamespace(name=name.decode(), sizes=sizes, ptx=module.ptx)
+        return self.CUresult.CUDA_SUCCESS, fn
 
     def cuFuncSetAttribute(self, fn, attr, value):
         return self.ok

@@ -32,11 +32,9 @@ from asyncwarp.core.kernel import KernelFunction
 # benchmarks/ is not an installed package: import it from the checkout, as
 # `python -m benchmarks` does from the repository root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks import BENCHMARKS, cubins, kernels  # noqa: E402
+from benchmarks import BENCHMARKS, cubins, kernels, profile_launch  # noqa: E402
 from benchmarks.__main__ import main  # noqa: E402
 from benchmarks.harness import BenchResult, Goal, Row, check_close  # noqa: E402
-
-SUCCESS = 0
 
 
 @pytest.fixture
@@ -104,86 +102,20 @@ def test_runner_at_warp_width_64(tmp_path, cache_dir):
 # ------------------------------------------------------------------ a stand-in CUDA driver
 
 
-class FakeDriver:
-    """The cuda.bindings.driver calls asyncwarp and the benchmarks make, on host memory."""
+class FakeDriver(profile_launch.FakeDriver):
+    """profile_launch's stand-in driver, made to run what it launches: PTX through the
+    interpreter (the lowered IR of each compiled kernel, noted in `programs`), the CUDA
+    C++ baselines' cubins through numpy (BASELINES), with events on the host clock."""
 
     def __init__(self, programs: dict[str, object]):
+        super().__init__(record=False)
         self.programs = programs  # PTX text -> lowered IR, filled as kernels compile
-        self.memory: dict[int, np.ndarray] = {}
         self.events: dict[int, float] = {}
         self.ids = itertools.count(1)
-        self.launches: list[str] = []
-        self.CUresult = SimpleNamespace(CUDA_SUCCESS=SUCCESS)
-        names = (
-            "COMPUTE_CAPABILITY_MAJOR",
-            "COMPUTE_CAPABILITY_MINOR",
-            "WARP_SIZE",
-            "MAX_SHARED_MEMORY_PER_BLOCK_OPTIN",
-            "MAX_THREADS_PER_BLOCK",
-            "MULTIPROCESSOR_COUNT",
-            "COOPERATIVE_LAUNCH",
-            "CLOCK_RATE",
-        )
-        self.CUdevice_attribute = SimpleNamespace(**{f"CU_DEVICE_ATTRIBUTE_{n}": n for n in names})
-        self.attributes = dict(zip(names, (9, 0, 32, 232448, 1024, 4, 1, 1980000), strict=True))
-        self.CUfunction_attribute = SimpleNamespace(
-            CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES=1, CU_FUNC_ATTRIBUTE_NUM_REGS=2
-        )
-        self.CUjit_option = SimpleNamespace(
-            CU_JIT_ERROR_LOG_BUFFER=0,
-            CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES=1,
-            CU_JIT_INFO_LOG_BUFFER=2,
-            CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES=3,
-        )
-
-    # device and context
-    def cuInit(self, flags):
-        return (SUCCESS,)
-
-    def cuGetErrorName(self, err):
-        return SUCCESS, f"CUDA_ERROR_{int(err)}".encode()
-
-    def cuGetErrorString(self, err):
-        return SUCCESS, b"fake error"
-
-    def cuDeviceGetCount(self):
-        return SUCCESS, 1
-
-    def cuDriverGetVersion(self):
-        return SUCCESS, 13000
-
-    def cuDeviceGet(self, ordinal):
-        return SUCCESS, 100 + ordinal
-
-    def cuDevicePrimaryCtxRetain(self, device):
-        return SUCCESS, 200
-
-    def cuCtxSetCurrent(self, context):
-        return (SUCCESS,)
-
-    def cuStreamCreate(self, flags):
-        return SUCCESS, 300
-
-    def cuDeviceGetName(self, length, device):
-        return SUCCESS, b"Fake H100\0".ljust(length, b"\0")
-
-    def cuDeviceGetAttribute(self, attr, device):
-        return SUCCESS, self.attributes[attr]
-
-    def cuStreamSynchronize(self, stream):
-        return (SUCCESS,)
-
-    cuCtxSynchronize = cuStreamSynchronize
-
-    # memory
-    def cuMemAlloc(self, nbytes):
-        buf = np.zeros(nbytes, np.uint8)
-        self.memory[buf.ctypes.data] = buf
-        return SUCCESS, buf.ctypes.data
-
-    def cuMemFree(self, ptr):
-        self.memory.pop(int(ptr), None)
-        return (SUCCESS,)
+        self.launches: list[str] = []  # kernel names, in launch order
+        attr = self.CUdevice_attribute
+        self.attributes[attr.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT] = 4
+        self.attributes[attr.CU_DEVICE_ATTRIBUTE_CLOCK_RATE] = 1980000  # kHz
 
     def view(self, ptr: int, dtype) -> np.ndarray:
         """The allocation holding `ptr`, from `ptr` to its end, as `dtype`."""
@@ -194,38 +126,32 @@ class FakeDriver:
                 return rest[: rest.size // size * size].view(dtype)
         raise AssertionError(f"0x{ptr:x} is not fake device memory")
 
-    def _copy(self, dst, src, nbytes, stream=None):
-        ctypes.memmove(int(dst), int(src), int(nbytes))
-        return (SUCCESS,)
-
-    cuMemcpyHtoDAsync = cuMemcpyDtoHAsync = cuMemcpyDtoDAsync = _copy
+    def cuMemcpyDtoDAsync(self, dst, src, nbytes, stream):
+        return self.cuMemcpyHtoDAsync(dst, src, nbytes, stream)
 
     def cuMemsetD32Async(self, ptr, bits, count, stream):
         self.view(int(ptr), np.uint32)[:count] = bits
-        return (SUCCESS,)
+        return self.ok
 
-    # modules and launches
-    def cuModuleLoadDataEx(self, image, count, options, values):
-        return self.cuModuleLoadData(image)
-
+    # modules: a cubin (the baselines) is kept as its bytes, PTX as the base class does
     def cuModuleLoadData(self, image):
-        image = bytes(image)
-        return SUCCESS, SimpleNamespace(image=image)
+        if not bytes(image).startswith(b"\x7fELF"):
+            return self.cuModuleLoadDataEx(image, 0, [], [])
+        return self.CUresult.CUDA_SUCCESS, SimpleNamespace(image=bytes(image))
 
     def cuModuleGetFunction(self, module, name):
-        return SUCCESS, SimpleNamespace(module=module, name=name.decode())
+        if hasattr(module, "image"):
+            return self.CUresult.CUDA_SUCCESS, SimpleNamespace(module=module, name=name.decode())
+        return super().cuModuleGetFunction(module, name)
 
     def cuModuleUnload(self, module):
-        return (SUCCESS,)
-
-    def cuFuncSetAttribute(self, fn, attr, value):
-        return (SUCCESS,)
+        return self.ok
 
     def cuFuncGetAttribute(self, attr, fn):
-        return SUCCESS, 32
+        return self.CUresult.CUDA_SUCCESS, 32
 
     def cuOccupancyMaxActiveBlocksPerMultiprocessor(self, fn, threads, shared):
-        return SUCCESS, 1
+        return self.CUresult.CUDA_SUCCESS, 1
 
     def _params(self, address: int, dtypes: list) -> list:
         slots = (ctypes.c_uint64 * len(dtypes)).from_address(address)
@@ -236,32 +162,32 @@ class FakeDriver:
             for slot, (is_array, elem) in zip(slots, dtypes, strict=True)
         ]
 
-    def cuLaunchKernel(self, fn, gx, gy, gz, bx, by, bz, shared, stream, params, extra):
+    def cuLaunchKernel(self, fn, gx, gy, gz, bx, by, bz, shared, stream, params, extra=0):
         self.launches.append(fn.name)
-        if fn.module.image.startswith(b"\x7fELF"):  # a cubin: the CUDA C++ baselines
+        if hasattr(fn, "module"):  # a cubin: the CUDA C++ baselines
             BASELINES[fn.name](self, int(gx), params)
-            return (SUCCESS,)
-        lowered = self.programs[fn.module.image.rstrip(b"\0").decode()]
+            return self.ok
+        lowered = self.programs[fn.ptx]
         dtypes = [
             (hasattr(p.type, "elem"), (p.type.elem if hasattr(p.type, "elem") else p.type).dtype)
             for p in lowered.params
         ]
         interpreter.run(lowered, int(gx), self._params(params, dtypes))
-        return (SUCCESS,)
+        return self.ok
 
     # events: host clock, as the launches above run synchronously
     def cuEventCreate(self, flags):
-        return SUCCESS, next(self.ids)
+        return self.CUresult.CUDA_SUCCESS, next(self.ids)
 
     def cuEventRecord(self, event, stream):
         self.events[event] = time.perf_counter()
-        return (SUCCESS,)
+        return self.ok
 
     def cuEventElapsedTime(self, start, end):
-        return SUCCESS, (self.events[end] - self.events[start]) * 1e3
+        return self.CUresult.CUDA_SUCCESS, (self.events[end] - self.events[start]) * 1e3
 
     def cuEventDestroy(self, event):
-        return (SUCCESS,)
+        return self.ok
 
 
 def _affine_baseline(drv: FakeDriver, grid: int, params: int) -> None:
