@@ -146,19 +146,17 @@ class _Wait(Awaitable):
 # ------------------------------------------------------------------ Channel
 
 
-class _ChannelWait(Awaitable):
-    """A send or receive: records which task awaits it, then emits its wait."""
+class _ChannelWait(_Wait):
+    """A send or receive: records which task awaits it (the frontend picks each
+    channel's protocol from that), then emits its wait."""
 
     def __init__(self, channel: ChannelObject, role: str, describe: str, emit):
+        super().__init__(describe, emit)
         self.channel, self.role = channel, role
-        self.describe = describe
-        self._emit = emit
 
     def emit_await(self, fe, loc: ir.Loc):
         fe.note_channel_use(self.channel.index, self.role)
-        b = fe.b
-        b.loc = loc
-        return self._emit(b, loc)
+        return super().emit_await(fe, loc)
 
 
 class ChannelObject(KernelObject):
@@ -191,15 +189,16 @@ class ChannelObject(KernelObject):
         capacity: int,
         W: int,
         data,
-        seq,
+        slots,
         ctl,
         loc: ir.Loc,
         index: int,
         single: bool,
     ):
         self.elem, self.capacity, self.W = elem, capacity, W
-        self.data, self.seq, self.ctl = data, seq, ctl  # seq: bars when single
-        self.bars = seq
+        self.data, self.ctl = data, ctl
+        # the slots' hand-over words: phase barriers (single) or tickets (Vyukov ring)
+        self.bars, self.seq = (slots, None) if single else (None, slots)
         self.where = f"the channel of line {loc.line}"
         self.index, self.single = index, single
         # the single protocol's positions, one register per warp (only its side uses it)
@@ -245,18 +244,21 @@ class ChannelObject(KernelObject):
 
     # ---- one sending warp, one receiving warp: phase barriers per slot
 
-    def _slot_done(self, b: ir.Builder, bar: ir.Value, pos: ir.Value, free: bool) -> ir.Var:
+    def _slot_test(self, b: ir.Builder, bar: ir.Value, pos: ir.Value, free: bool) -> ir.Var:
         """Whether lap pos // capacity of a slot's `full` (or `free`) barrier is complete,
-        tested by every lane (acquire) and true only when all lanes saw it.
+        as this lane sees it (acquire).
 
         Lap L of `full` completes when message L * capacity + slot is published; the
         sender of lap L waits for lap L - 1 of `free` (the parity of the lap before
         lap 0 counts as complete, so every slot starts free)."""
-        lap = b.op("floordiv", pos, _const(self.capacity))
-        parity = b.op("band", lap, _const(1))
+        parity = b.op("band", b.op("floordiv", pos, _const(self.capacity)), _const(1))
         if free:
             parity = b.op("bxor", parity, _const(1))
-        return b.op("warp_all", b.op("pbar_test", self.bars, bar, parity, count=self.W))
+        return b.op("pbar_test", self.bars, bar, parity, count=self.W)
+
+    def _slot_done(self, b: ir.Builder, bar: ir.Value, pos: ir.Value, free: bool) -> ir.Var:
+        """_slot_test, true only when every lane saw the lap complete."""
+        return b.op("warp_all", self._slot_test(b, bar, pos, free))
 
     def _arrive(self, b: ir.Builder, bar: ir.Value) -> None:
         """Every lane arrives once it is done with its value of the slot (release): a phase
@@ -303,9 +305,7 @@ class ChannelObject(KernelObject):
             # Closed, then still no message at our position: every message sent
             # before close() was received.
             closed = eb.op("load", self.ctl, _const(_CLOSED, i32), order="acquire", scope="block")
-            lap = eb.op("floordiv", pos, _const(self.capacity))
-            parity = eb.op("band", lap, _const(1))
-            sent = eb.op("pbar_test", self.bars, slot, parity, count=self.W)
+            sent = self._slot_test(eb, slot, pos, False)
             empty = eb.op("land", eb.op("ne", closed, _const(0)), eb.op("lnot", sent))
             eb.assign(ready, eb.op("warp_all", empty))
 
@@ -454,9 +454,9 @@ def _make_channel(fe, args: list, kwargs: dict, loc: ir.Loc) -> ChannelObject:
     single = index in fe.single_warp_channels
     data = fe.shared_alloc(elem, capacity * W, "chan_data")
     if single:  # a full and a free phase barrier per slot
-        seq = fe.shared_alloc(u64, 2 * capacity, "chan_bars")
-    else:
-        seq = fe.shared_alloc(u32, capacity, "chan_seq")
+        slots = fe.shared_alloc(u64, 2 * capacity, "chan_bars")
+    else:  # a ticket per slot
+        slots = fe.shared_alloc(u32, capacity, "chan_seq")
     ctl = fe.shared_alloc(u32, 3, "chan_ctl")
     b = fe.b
     b.loc = loc
@@ -476,10 +476,10 @@ def _make_channel(fe, args: list, kwargs: dict, loc: ir.Loc) -> ChannelObject:
     def init_ticket(body: ir.Builder, k: ir.Var) -> None:
         # slot k starts free for the sender of position k (ticket 2k)
         ticket = body.op("mul", body.op("cast", k, type=u32), _const(2))
-        body.op("store", seq, k, ticket, order="weak", scope="block")
+        body.op("store", slots, k, ticket, order="weak", scope="block")
 
     def init_bars(wb: ir.Builder) -> None:
-        per_slot(wb, 2 * capacity, lambda body, k: body.op("pbar_init", seq, k, count=W))
+        per_slot(wb, 2 * capacity, lambda body, k: body.op("pbar_init", slots, k, count=W))
 
     def init_tickets(wb: ir.Builder) -> None:
         per_slot(wb, capacity, init_ticket)
@@ -491,7 +491,7 @@ def _make_channel(fe, args: list, kwargs: dict, loc: ir.Loc) -> ChannelObject:
     _if(b, b.op("eq", b.op("warp_id"), _const(0, i32)), init_bars if single else init_tickets)
     _if(b, _first_lane_of_block(b), init_control)
     b.op("barrier")
-    channel = ChannelObject(elem, capacity, W, data, seq, ctl, loc, index, single)
+    channel = ChannelObject(elem, capacity, W, data, slots, ctl, loc, index, single)
     if single:
         channel.sent, channel.received = b.tmp(u32, "chan_sent"), b.tmp(u32, "chan_received")
         b.assign(channel.sent, _const(0))
