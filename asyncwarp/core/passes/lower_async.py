@@ -25,9 +25,7 @@ from .lower_async_machine import (
     InPlace,
     Lowering,
     Machine,
-    MachineBuilder,
     emit_backoff,
-    emit_dispatch,
 )
 from .lower_async_prep import (
     UNIFORM,
@@ -41,6 +39,7 @@ from .lower_async_prep import (
     rewrite_continues,
     warp_in_range,
 )
+from .lower_async_resume import build_task, task_poll
 
 PROGRESS = ("independent", "cooperative")
 WATCHDOG_PARAM = "__watchdog"
@@ -287,7 +286,7 @@ class _Emitter:
                     b.op("barrier")  # the code after a join runs once every branch finished
                 continue
             machines = [
-                (rng, MachineBuilder(self.lw, UNIFORM, "task").build(stmts, ctx))
+                (rng, build_task(self.lw, stmts, ctx))
                 for rng, stmts, ctx in item.tasks
             ]
             done = self._drive(b, machines)
@@ -329,7 +328,7 @@ class _Emitter:
         ticks0 = None if cooperative else pb.op("copy", lw.ticks)
         pb.assign(lw.waiting_on, ir.Const(0, u32))
         for rng, m in machines:
-            code = emit_dispatch(m, lw)
+            code = task_poll(m, lw)
             cb = lw.builder(code, b.loc)
             cb.assign(done, cb.op("eq", m.state, ir.Const(DONE, i32)))
             self._in_range(pb, rng, code, b.loc)
