@@ -85,16 +85,23 @@ def stream_data(ctx: Context, target=None, n: int | None = None) -> StreamData:
 BLOCKS_PER_SM = (8, 12, 16, 20, 24, 32)
 
 
-def tuned_grid(ctx: Context, launch_at) -> int | None:
-    """The grid, of BLOCKS_PER_SM x SMs (up to what is resident at once), whose short run
-    is fastest; `launch_at(grid)` prepares a launch (grid None: the resident grid).
-    None where there is nothing to tune (not CUDA, or the tiny tier)."""
-    target = ctx.target
-    if target.backend != "cuda" or ctx.tier == "tiny":
+def tuned_grid(ctx: Context, launch_at, target=None, sms: int | None = None) -> int | None:
+    """The grid, of BLOCKS_PER_SM x SMs, whose short run is fastest; `launch_at(grid)` prepares
+    a launch. On CUDA the SMs are the device's and the grid stops at what is resident at once
+    (launch_at(None)); elsewhere `sms` must come from the caller (Vulkan reports no SM count:
+    benchmark 5 passes the CUDA device's). None where there is nothing to tune (the tiny
+    tier, or no SM count)."""
+    target = target or ctx.target
+    if ctx.tier == "tiny":
         return None
-    sms = target.caps.extra["sm_count"]
-    resident = launch_at(None).grid
-    grids = sorted({min(per_sm * sms, resident) for per_sm in BLOCKS_PER_SM})
+    if target.backend == "cuda":
+        sms = target.caps.extra["sm_count"]
+        resident = launch_at(None).grid
+        grids = sorted({min(per_sm * sms, resident) for per_sm in BLOCKS_PER_SM})
+    elif sms:
+        grids = [per_sm * sms for per_sm in BLOCKS_PER_SM]
+    else:
+        return None
     times = {g: float(np.median(launch_at(g).time(ctx.pick(5, 3, 1), 1))) for g in grids}
     return min(times, key=times.get)
 
@@ -111,17 +118,19 @@ def time_stream_kernel(
     data: StreamData,
     target=None,
     grid: int | str | None = None,
+    sms: int | None = None,
     **options,
 ) -> Row:
     """Time one asyncwarp stream kernel (y, x, a, b, n) on `target`, then check y.
 
-    grid None: the resident grid on CUDA, default_grid elsewhere; "tuned": tuned_grid."""
+    grid None: the resident grid on CUDA, default_grid elsewhere; "tuned": tuned_grid
+    (with `sms` for a target that reports no SM count)."""
     target = target or ctx.target
-    if grid is None and target.backend != "cuda":
-        grid = default_grid(ctx)
     args = [data.y_dev, data.x_dev, A, B, np.int32(data.n)]
     if grid == "tuned":
-        grid = tuned_grid(ctx, lambda g: target.prepare(kern, g, args, **options))
+        grid = tuned_grid(ctx, lambda g: target.prepare(kern, g, args, **options), target, sms)
+    if grid is None and target.backend != "cuda":
+        grid = default_grid(ctx)
     launch = target.prepare(kern, grid, args, **options)
     row = time_and_check(ctx, label, launch.time, data, target)
     row.extra.update(

@@ -36,7 +36,13 @@ def run(ctx: Context) -> BenchResult:
         for mode in modes:
             result.rows.append(
                 time_stream_kernel(
-                    ctx, f"{subject}, {mode}", kern, data, warp_width=ctx.warp_width, progress=mode
+                    ctx,
+                    f"{subject}, {mode}",
+                    kern,
+                    data,
+                    grid="tuned",
+                    warp_width=ctx.warp_width,
+                    progress=mode,
                 )
             )
         goal = Goal(">=", 0.85) if subject == "stream" else None
