@@ -5,8 +5,9 @@ target but CUDA sm_80+, where they are mbarriers). Each barrier becomes one u32
 word counting arrivals since pbar_init; the current phase is `arrivals / count`
 (count is a power of two, so the division stays exact when the counter wraps).
 An arrival is an atomic add with release order; a test loads the counter with
-acquire order, and since the adds form a release sequence, seeing the phase
-complete synchronises with every arrival of it.
+acquire order (up to TEST_SPINS times while the phase is incomplete, as
+mbarrier.try_wait waits a bounded while), and since the adds form a release
+sequence, seeing the phase complete synchronises with every arrival of it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from ..errors import CompileError
 from ..types import ArrayType, i32, u32
 
 OPS = ("pbar_init", "pbar_arrive", "pbar_test")
+# Loads a pbar_test makes before it answers "not yet" (bounded, so it stays correct where
+# warps get no forward progress from each other).
+TEST_SPINS = 32
 
 
 def uses_phase_barriers(kernel: ir.Kernel) -> bool:
@@ -76,13 +80,25 @@ def lower_phase_barriers(kernel: ir.Kernel) -> ir.Kernel:
         elif s.opcode == "pbar_arrive":
             b.op("atomic", words, idx, ir.Const(1, u32), op="add", order="release", scope="block")
         else:
-            arrivals = b.op("load", words, idx, order="acquire", scope="block")
-            phase = b.op("shr", arrivals, ir.Const(count.bit_length() - 1, u32))
-            parity = b.op("cast", b.op("band", phase, ir.Const(1, u32)), type=i32)
+            # Like mbarrier.try_wait, a test waits a bounded while for the phase before it
+            # answers (TEST_SPINS loads): a hand-off that completes meanwhile costs no trip
+            # round the poll loop, its backoff sleeps or a cooperative round's barrier.
             want = s.args[2]
             if want.type != i32:
                 want = b.op("cast", want, type=i32)
-            b.emit(ir.Op(s.dst, "ne", (parity, want), {}, s.loc))
+            spins = b.tmp(i32, "pbar_spins")
+            b.assign(spins, ir.Const(0, i32))
+            hb = b.nested()
+            arrivals = hb.op("load", words, idx, order="acquire", scope="block")
+            phase = hb.op("shr", arrivals, ir.Const(count.bit_length() - 1, u32))
+            parity = hb.op("cast", hb.op("band", phase, ir.Const(1, u32)), type=i32)
+            hb.emit(ir.Op(s.dst, "ne", (parity, want), {}, s.loc))
+            more = hb.op(
+                "land", hb.op("lnot", s.dst), hb.op("lt", spins, ir.Const(TEST_SPINS, i32))
+            )
+            bb = b.nested()
+            bb.assign(spins, bb.op("add", spins, ir.Const(1, i32)))
+            b.emit(ir.Loop(hb.block, more, bb.block, [], s.loc))
         return b.block
 
     return ir.Kernel(
