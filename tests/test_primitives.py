@@ -357,6 +357,38 @@ def test_single_warp_channel_under_random_schedules(W, progress, native):
         np.testing.assert_array_equal(out, x)
 
 
+def test_counter_tests_wait_a_bounded_while(W):
+    """The counter form's test loads up to `spins` more times (a Loop per test); spins=0
+    is a single load."""
+    k = compile_function(
+        relay1, [ArrayType(from_dtype(np.int32))] * 2 + [from_dtype(np.int32)], warp_width=W
+    )
+    uniformity.check(k)
+    lowered = lower_async(k, progress="cooperative", executor="block_on", warps=None)
+
+    def loops(kernel):
+        return sum(isinstance(s, ir.Loop) for s in kernel.walk())
+
+    tests = sum(isinstance(s, ir.Op) and s.opcode == "pbar_test" for s in lowered.walk())
+    assert tests >= 2
+    assert loops(lower_phase_barriers(lowered, spins=0)) == loops(lowered)
+    assert loops(lower_phase_barriers(lowered, spins=3)) == loops(lowered) + tests
+    with pytest.raises(ValueError, match="spins"):
+        lower_phase_barriers(lowered, spins=-1)
+
+
+def test_devices_that_bound_loops_build_without_spins(backend):
+    """Mesa lavapipe stops a shader after 65,535 loop iterations in all: its kernels get
+    no bounded waits (they would spend that budget); other devices get the default."""
+    from asyncwarp import backends
+
+    opts = aw.kernel(relay1).build_options(backend=backend)
+    limited = backend == "vulkan" and backends.get("vulkan").caps().extra.get(
+        "loop_iteration_limit"
+    )
+    assert opts.barrier_test_spins == (0 if limited else None)
+
+
 # ---------------------------------------------------------------- Barrier
 
 

@@ -26,6 +26,10 @@ class BuildOptions:
     executor: str = "block_on"
     arch: str | None = None  # e.g. "sm_90" for CUDA, None elsewhere
     watchdog_ns: int = 0  # 0 = no watchdog
+    # Loads a counter-form phase-barrier test makes before it answers "not yet"
+    # (passes/lower_phase_barriers); None: that pass's default. 0 on devices that
+    # bound a shader's loop iterations (Mesa lavapipe), where every spin costs budget.
+    barrier_test_spins: int | None = None
 
     def key(self) -> tuple:
         return tuple(sorted(self.__dict__.items()))

@@ -349,8 +349,13 @@ class KernelFunction:
             subgroup = choose_subgroup(caps, W)
         if progress == "auto":
             progress = self._auto_progress(backend_name, device, caps, W, subgroup)
+        spins = None
+        if backend_name == "vulkan":
+            caps = caps or backends.get(backend_name, device).caps()
+            if caps.extra.get("loop_iteration_limit"):
+                spins = 0  # bounded waits would spend the device's loop budget
         return BuildOptions(backend=backend_name, warp_width=W, subgroup=subgroup,
-                            progress=progress, arch=arch, **opts)
+                            progress=progress, arch=arch, barrier_test_spins=spins, **opts)
 
     @staticmethod
     def _auto_progress(backend_name, device, caps, W: int, subgroup: int) -> str:

@@ -28,8 +28,14 @@ def uses_phase_barriers(kernel: ir.Kernel) -> bool:
     return any(isinstance(s, ir.Op) and s.opcode in OPS for s in kernel.walk())
 
 
-def lower_phase_barriers(kernel: ir.Kernel) -> ir.Kernel:
-    """A new kernel whose pbar_* ops and their u64 barrier arrays are u32 counters."""
+def lower_phase_barriers(kernel: ir.Kernel, spins: int | None = None) -> ir.Kernel:
+    """A new kernel whose pbar_* ops and their u64 barrier arrays are u32 counters.
+
+    spins: loads a test makes before it answers "not yet" (None: TEST_SPINS; 0: one).
+    """
+    spins = TEST_SPINS if spins is None else spins
+    if spins < 0:
+        raise ValueError(f"spins must be >= 0, not {spins}")
     counters: dict[ir.Var, ir.Var] = {}
 
     def counter(arr: ir.Var) -> ir.Var:
@@ -81,23 +87,29 @@ def lower_phase_barriers(kernel: ir.Kernel) -> ir.Kernel:
             b.op("atomic", words, idx, ir.Const(1, u32), op="add", order="release", scope="block")
         else:
             # Like mbarrier.try_wait, a test waits a bounded while for the phase before it
-            # answers (TEST_SPINS loads): a hand-off that completes meanwhile costs no trip
-            # round the poll loop, its backoff sleeps or a cooperative round's barrier.
+            # answers (`spins` more loads): a hand-off that completes meanwhile costs no
+            # trip round the poll loop, its backoff sleeps or a cooperative round's barrier.
             want = s.args[2]
             if want.type != i32:
                 want = b.op("cast", want, type=i32)
-            spins = b.tmp(i32, "pbar_spins")
-            b.assign(spins, ir.Const(0, i32))
+
+            def test(tb: ir.Builder) -> None:
+                arrivals = tb.op("load", words, idx, order="acquire", scope="block")
+                phase = tb.op("shr", arrivals, ir.Const(count.bit_length() - 1, u32))
+                parity = tb.op("cast", tb.op("band", phase, ir.Const(1, u32)), type=i32)
+                tb.emit(ir.Op(s.dst, "ne", (parity, want), {}, s.loc))
+
+            if spins == 0:
+                test(b)
+                return b.block
+            tries = b.tmp(i32, "pbar_tries")
+            b.assign(tries, ir.Const(0, i32))
             hb = b.nested()
-            arrivals = hb.op("load", words, idx, order="acquire", scope="block")
-            phase = hb.op("shr", arrivals, ir.Const(count.bit_length() - 1, u32))
-            parity = hb.op("cast", hb.op("band", phase, ir.Const(1, u32)), type=i32)
-            hb.emit(ir.Op(s.dst, "ne", (parity, want), {}, s.loc))
-            more = hb.op(
-                "land", hb.op("lnot", s.dst), hb.op("lt", spins, ir.Const(TEST_SPINS, i32))
-            )
+            test(hb)
+            waiting = hb.op("lnot", s.dst)
+            more = hb.op("land", waiting, hb.op("lt", tries, ir.Const(spins, i32)))
             bb = b.nested()
-            bb.assign(spins, bb.op("add", spins, ir.Const(1, i32)))
+            bb.assign(tries, bb.op("add", tries, ir.Const(1, i32)))
             b.emit(ir.Loop(hb.block, more, bb.block, [], s.loc))
         return b.block
 

@@ -72,7 +72,7 @@ def lower(
     from .lower_phase_barriers import lower_phase_barriers, uses_phase_barriers
 
     if uses_phase_barriers(kernel) and not native_phase_barriers(options):
-        kernel = lower_phase_barriers(kernel)
+        kernel = lower_phase_barriers(kernel, spins=options.barrier_test_spins)
         if verify_each:
             verify(kernel, "logical")
     kernel.attrs.setdefault("progress", options.progress)
