@@ -329,13 +329,7 @@ class MachineBuilder:
     def _join(self, s: ir.Join, ctx: int) -> None:
         subs = self._sub_machines(s.branches, self.m.level, ctx, "join_branch")
         b = self._enter(subs)
-        fin = None
-        for sub in subs:
-            running = b.op("ne", sub.state, ir.Const(DONE, i32))
-            b.emit(ir.If(running, emit_dispatch(sub, self.lw), [], s.loc))
-            done = b.op("eq", sub.state, ir.Const(DONE, i32))
-            fin = done if fin is None else b.op("land", fin, done)
-        self._finish_or_pend(fin if fin is not None else _TRUE, s.loc)
+        self._finish_or_pend(emit_join_poll(b, subs, self.lw, s.loc), s.loc)
 
     def _select(self, s: ir.Select, ctx: int) -> None:
         subs = self._sub_machines(s.branches, self.m.level, ctx, "select_branch")
@@ -357,6 +351,17 @@ def emit_select_poll(b: ir.Builder, subs: list[Machine], index: ir.Var, lw: Lowe
         pb.emit(ir.If(pb.op("eq", sub.state, ir.Const(DONE, i32)), wb.block, [], b.loc))
         b.emit(ir.If(b.op("lnot", won), pb.block, [], b.loc))
     return won
+
+
+def emit_join_poll(b: ir.Builder, subs: list[Machine], lw: Lowering, loc: ir.Loc) -> ir.Value:
+    """Poll every branch that is not done yet; the value says whether all are done."""
+    fin: ir.Value = _TRUE
+    for sub in subs:
+        running = b.op("ne", sub.state, ir.Const(DONE, i32))
+        b.emit(ir.If(running, emit_dispatch(sub, lw), [], loc))
+        done = b.op("eq", sub.state, ir.Const(DONE, i32))
+        fin = done if fin is _TRUE else b.op("land", fin, done)
+    return fin
 
 
 def emit_dispatch(m: Machine, lw: Lowering) -> list:
@@ -468,12 +473,7 @@ class InPlace:
         if kind == "select":
             fin = emit_select_poll(hb, subs, index, lw)
         else:
-            fin = None
-            for sub in subs:
-                running = hb.op("ne", sub.state, ir.Const(DONE, i32))
-                hb.emit(ir.If(running, emit_dispatch(sub, lw), [], b.loc))
-                done = hb.op("eq", sub.state, ir.Const(DONE, i32))
-                fin = done if fin is None else hb.op("land", fin, done)
+            fin = emit_join_poll(hb, subs, lw, b.loc)
             if kind == "lanes":
                 fin = hb.op("warp_all", fin)
         again = hb.op("lnot", fin)

@@ -24,6 +24,7 @@ from .lower_async_machine import (
     Lowering,
     MachineBuilder,
     emit_dispatch,
+    emit_join_poll,
     emit_select_poll,
 )
 from .lower_async_prep import (
@@ -137,13 +138,7 @@ class ResumableTask:
             if isinstance(s, ir.Select):
                 p.ready = emit_select_poll(b, subs, s.index, lw)
             else:
-                fin = _TRUE
-                for sub in subs:
-                    running = b.op("ne", sub.state, ir.Const(DONE, i32))
-                    b.emit(ir.If(running, emit_dispatch(sub, lw), [], s.loc))
-                    done = b.op("eq", sub.state, ir.Const(DONE, i32))
-                    fin = done if fin is _TRUE else b.op("land", fin, done)
-                p.ready = fin
+                p.ready = emit_join_poll(b, subs, lw, s.loc)
         p.poll = b.block
 
     def _poll(self, p: _Point, loop: bool) -> list:
