@@ -127,6 +127,21 @@ async def relay(out: aw.Array[aw.i32], x: aw.Array[aw.i32], count: aw.i32):
     await aw.join(feed(ch, x, count), running_sums(ch, out, count))
 
 
+@aw.func
+async def countdown(v: aw.i32):
+    await aw.yield_now()
+    return v - 1
+
+
+async def await_in_condition(out: aw.Array[aw.i32], x: aw.Array[aw.i32], n: aw.i32):
+    v = x[aw.lane()] % n
+    k = 0
+    while (await countdown(v)) > 0:  # the await decides whether the loop goes on
+        v = v - 1
+        k += 1
+    out[aw.lane()] = k
+
+
 @pytest.fixture(params=["resumable", "flat"])
 def form(request, monkeypatch):
     if request.param == "flat":
@@ -185,3 +200,24 @@ def test_cooperative_tasks_keep_their_loops(form):
     """The resumable form keeps the task's loops (the flat form has only dispatch loops)."""
     text = _lowered_text(shapes, 32, "cooperative")
     assert ("%task_point" in text) is (form == "resumable")
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_await_in_a_while_condition(W, progress, form):
+    rng = np.random.default_rng(W + 13)
+    x = rng.integers(0, 1000, W).astype(np.int32)
+    n = 6
+    for seed in range(2):
+        out = poisoned(W, np.int32)
+        run_source(
+            await_in_condition,
+            1,
+            out,
+            x,
+            np.int32(n),
+            W=W,
+            progress=progress,
+            scheduler="random",
+            seed=seed,
+        )
+        np.testing.assert_array_equal(out, np.maximum(x % n - 1, 0))
