@@ -357,6 +357,89 @@ def test_single_warp_channel_under_random_schedules(W, progress, native):
         np.testing.assert_array_equal(out, x)
 
 
+@aw.func
+async def hand_back(tickets, returns, out: aw.Array[aw.i32], x: aw.Array[aw.i32], count: aw.i32):
+    for m in range(count):
+        t = await tickets.recv()  # a warp-uniform number, relayed back through `returns`
+        out[m * aw.WARP + aw.lane()] = x[t * aw.WARP + aw.lane()]
+        await returns.send(t + 1)
+
+
+@aw.func
+async def hand_out(tickets, returns, count: aw.i32, first: aw.i32):
+    t = first
+    for _ in range(count):
+        await tickets.send(t)
+        t = await returns.recv()
+
+
+async def ticket_relay(out: aw.Array[aw.i32], x: aw.Array[aw.i32], count: aw.i32):
+    tickets, returns = aw.Channel(aw.i32, 2), aw.Channel(aw.i32, 2)
+    await aw.join(hand_out(tickets, returns, count, 0), hand_back(tickets, returns, out, x, count))
+
+
+@aw.func
+async def hand_out_lanes(tickets, returns, count: aw.i32, first: aw.i32):
+    t = first + aw.lane() % 2  # differs between lanes: taints what comes back too
+    for _ in range(count):
+        await tickets.send(t)
+        t = await returns.recv()
+
+
+async def lane_ticket_relay(out: aw.Array[aw.i32], x: aw.Array[aw.i32], count: aw.i32):
+    tickets, returns = aw.Channel(aw.i32, 2), aw.Channel(aw.i32, 2)
+    await aw.join(
+        hand_out_lanes(tickets, returns, count, 0), hand_back(tickets, returns, out, x, count)
+    )
+
+
+def _channel_words(fn, W: int = 32) -> list[int]:
+    types = list(inspect.get_annotations(fn, eval_str=True).values())
+    k = compile_function(fn, types, warp_width=W)
+    return [
+        s.attrs["n"]
+        for s in k.walk()
+        if isinstance(s, ir.Op) and s.opcode == "shared_alloc" and s.dst.name == "chan_data"
+    ]
+
+
+def test_warp_uniform_messages_take_one_word():
+    """Slot numbers relayed between two one-warp tasks are warp-uniform on both channels;
+    a lane-dependent value makes both channels carry W words (it comes back too)."""
+    assert _channel_words(ticket_relay) == [2, 2]
+    assert _channel_words(lane_ticket_relay) == [2 * 32, 2 * 32]
+    assert _channel_words(relay1) == [32]  # x[...] per lane
+
+
+@pytest.mark.parametrize("kernel", [ticket_relay, lane_ticket_relay])
+@pytest.mark.parametrize("progress", PROGRESS)
+@pytest.mark.parametrize("H", ["W", 8])
+def test_relayed_tickets_under_random_schedules(W, progress, H, kernel):
+    rng = np.random.default_rng(W + 31)
+    count = 6
+    x = rng.integers(-(10**6), 10**6, (count + 2) * W).astype(np.int32)
+    rows = x.reshape(-1, W)
+    if kernel is ticket_relay:  # message m is ticket m
+        want = rows[:count]
+    else:  # lanes alternate between tickets m and m + 1
+        want = np.stack([np.where(np.arange(W) % 2, rows[m + 1], rows[m]) for m in range(count)])
+    for seed in range(3):
+        out = poisoned(count * W, np.int32)
+        run_source(
+            kernel,
+            1,
+            out,
+            x,
+            np.int32(count),
+            W=W,
+            progress=progress,
+            H=W if H == "W" else H,
+            scheduler="random",
+            seed=seed,
+        )
+        np.testing.assert_array_equal(out, want.reshape(-1))
+
+
 def test_counter_tests_wait_a_bounded_while(W):
     """The counter form's test loads up to `spins` more times (a Loop per test); spins=0
     is a single load."""

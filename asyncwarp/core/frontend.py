@@ -96,11 +96,19 @@ class FunctionCompiler(ScopeMixin, StmtMixin, ExprMixin, ast.NodeVisitor):
       this compilation may give the one-sender one-receiver protocol.
     """
 
-    def __init__(self, warp_width: int, single_warp_channels: frozenset = frozenset()):
+    def __init__(
+        self,
+        warp_width: int,
+        single_warp_channels: frozenset = frozenset(),
+        uniform_message_channels: frozenset = frozenset(),
+    ):
         self.warp_width = warp_width
         self.single_warp_channels = single_warp_channels
+        self.uniform_message_channels = uniform_message_channels
         # channel creation index -> {"send": {task paths}, "recv": {task paths}}
         self.channel_users: dict[int, dict[str, set]] = {}
+        # channel creation index -> the values its sends carry (for uniform_messages)
+        self.channel_values: dict[int, list] = {}
         self.channels_created = 0
         self.task_path: tuple = ()
         self._joins = 0
@@ -171,6 +179,10 @@ class FunctionCompiler(ScopeMixin, StmtMixin, ExprMixin, ast.NodeVisitor):
             yield
         finally:
             self.task_path = saved
+
+    def note_channel_value(self, channel: int, value) -> None:
+        """Record a value a send on the channel carries."""
+        self.channel_values.setdefault(channel, []).append(value)
 
     def note_channel_use(self, channel: int, role: str) -> None:
         """Record that the task at the insertion point sends or receives on a channel."""
@@ -329,13 +341,35 @@ def compile_function(
         fe = FunctionCompiler(warp_width)
         kernel = fe.compile_kernel(fn, list(arg_types), name)
         single = single_warp_channels(fe.channel_users)
-        if single:  # compile again, now knowing which channels have one warp per side
-            fe = FunctionCompiler(warp_width, single)
+        # Compile again, now knowing which channels have one warp per side. Their
+        # messages start as one word each (compact) and keep it while every send is
+        # warp-uniform; a compact receive is itself uniform, so messages relayed from
+        # one such channel to another qualify. Each round only drops channels.
+        uniform = single
+        while single:
+            fe = FunctionCompiler(warp_width, single, uniform)
             kernel = fe.compile_kernel(fn, list(arg_types), name)
             assert single_warp_channels(fe.channel_users) == single, "channel use changed"
+            confirmed = uniform_messages(kernel, fe.channel_values) & uniform
+            if confirmed == uniform:
+                break
+            uniform = confirmed
         return kernel
     except CompileError as err:
         raise err.with_traceback(None) from None
+
+
+def uniform_messages(kernel: ir.Kernel, values: dict[int, list]) -> frozenset:
+    """The channels whose every send carries a warp-uniform value (a slot number, a
+    flag): their messages take one word of block memory instead of W."""
+    from . import uniformity
+
+    levels = uniformity.analyze(kernel)
+
+    def uniform(v) -> bool:
+        return isinstance(v, ir.Const) or levels.get(v, ir.DIVERGENT) <= ir.WARP_UNIFORM
+
+    return frozenset(ch for ch, vs in values.items() if all(uniform(v) for v in vs))
 
 
 def single_warp_channels(users: dict[int, dict[str, set]]) -> frozenset:

@@ -162,7 +162,8 @@ class _ChannelWait(_Wait):
 class ChannelObject(KernelObject):
     """A channel inside a kernel: a ring of `capacity` slots of W values.
 
-    data[slot * W + lane] holds the message; ctl holds head (next receive),
+    data[slot * W + lane] holds the message (data[slot] when every message is
+    warp-uniform, `compact`); ctl holds head (next receive),
     tail (next send) and closed. Two protocols hand the slots over.
 
     In general (several sending or receiving warps) it is a Vyukov ring:
@@ -201,6 +202,8 @@ class ChannelObject(KernelObject):
         self.bars, self.seq = (slots, None) if single else (None, slots)
         self.where = f"the channel of line {loc.line}"
         self.index, self.single = index, single
+        # the frontend found every message warp-uniform (single protocol only)
+        self.compact = False
         # the single protocol's positions, one register per warp (only its side uses it)
         self.sent: ir.Var | None = None
         self.received: ir.Var | None = None
@@ -212,6 +215,7 @@ class ChannelObject(KernelObject):
             value = fe.value(
                 _arg(fe, args, kwargs, 0, "value", call, loc), self.elem, loc, what="the message"
             )
+            fe.note_channel_value(self.index, value)
             send = self._send_single if self.single else self._send
             return _ChannelWait(
                 self, "send", f"send on {self.where}", lambda b, at: send(b, value, at)
@@ -234,7 +238,9 @@ class ChannelObject(KernelObject):
     def _slot(self, b: ir.Builder, pos: ir.Value) -> ir.Var:
         return b.op("cast", b.op("mod", pos, _const(self.capacity)), type=i32)
 
-    def _index(self, b: ir.Builder, slot: ir.Value) -> ir.Var:
+    def _index(self, b: ir.Builder, slot: ir.Value) -> ir.Value:
+        if self.compact:  # one word per message: every lane writes and reads the same one
+            return slot
         return b.op("add", b.op("mul", slot, _const(self.W, i32)), b.op("lane"))
 
     @staticmethod
@@ -452,7 +458,8 @@ def _make_channel(fe, args: list, kwargs: dict, loc: ir.Loc) -> ChannelObject:
     index = fe.channels_created
     fe.channels_created += 1
     single = index in fe.single_warp_channels
-    data = fe.shared_alloc(elem, capacity * W, "chan_data")
+    compact = single and index in fe.uniform_message_channels
+    data = fe.shared_alloc(elem, capacity if compact else capacity * W, "chan_data")
     if single:  # a full and a free phase barrier per slot
         slots = fe.shared_alloc(u64, 2 * capacity, "chan_bars")
     else:  # a ticket per slot
@@ -492,6 +499,7 @@ def _make_channel(fe, args: list, kwargs: dict, loc: ir.Loc) -> ChannelObject:
     _if(b, _first_lane_of_block(b), init_control)
     b.op("barrier")
     channel = ChannelObject(elem, capacity, W, data, slots, ctl, loc, index, single)
+    channel.compact = compact
     if single:
         channel.sent, channel.received = b.tmp(u32, "chan_sent"), b.tmp(u32, "chan_received")
         b.assign(channel.sent, _const(0))
