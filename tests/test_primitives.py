@@ -61,6 +61,14 @@ def run_source(
     return interpreter.run(folded, grid, list(args), scheduler=scheduler, seed=seed)
 
 
+def check_random_schedules(fn, want: np.ndarray, *args, seeds: int = 3, **run) -> None:
+    """run_source(fn, 1 block, out, *args) under `seeds` random schedules; out == want."""
+    for seed in range(seeds):
+        out = poisoned(want.size, want.dtype)
+        run_source(fn, 1, out, *args, scheduler="random", seed=seed, **run)
+        np.testing.assert_array_equal(out, want.reshape(-1))
+
+
 def line_of(fn, needle: str) -> int:
     lines, first = inspect.getsourcelines(fn)
     return first + next(k for k, text in enumerate(lines) if needle in text)
@@ -423,21 +431,8 @@ def test_relayed_tickets_under_random_schedules(W, progress, H, kernel):
         want = rows[:count]
     else:  # lanes alternate between tickets m and m + 1
         want = np.stack([np.where(np.arange(W) % 2, rows[m + 1], rows[m]) for m in range(count)])
-    for seed in range(3):
-        out = poisoned(count * W, np.int32)
-        run_source(
-            kernel,
-            1,
-            out,
-            x,
-            np.int32(count),
-            W=W,
-            progress=progress,
-            H=W if H == "W" else H,
-            scheduler="random",
-            seed=seed,
-        )
-        np.testing.assert_array_equal(out, want.reshape(-1))
+    H = W if H == "W" else H
+    check_random_schedules(kernel, want, x, np.int32(count), W=W, progress=progress, H=H)
 
 
 def test_counter_tests_wait_a_bounded_while(W):

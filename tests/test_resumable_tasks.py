@@ -11,7 +11,7 @@ state machine as the control.
 
 import numpy as np
 import pytest
-from test_primitives import poisoned, run_source
+from test_primitives import check_random_schedules
 
 import asyncwarp as aw
 from asyncwarp.core import ir
@@ -155,21 +155,9 @@ def test_awaits_in_nested_loops_branches_and_joins(W, progress, H, form):
     rng = np.random.default_rng(W + 5)
     x = rng.integers(-1000, 1000, W).astype(np.int32)
     n = 12
-    for seed in range(3):
-        out = poisoned(W, np.int32)
-        run_source(
-            shapes,
-            1,
-            out,
-            x,
-            np.int32(n),
-            W=W,
-            progress=progress,
-            H=W if H == "W" else H,
-            scheduler="random",
-            seed=seed,
-        )
-        np.testing.assert_array_equal(out, shapes_reference(x, n))
+    H = W if H == "W" else H
+    want = shapes_reference(x, n)
+    check_random_schedules(shapes, want, x, np.int32(n), W=W, progress=progress, H=H)
 
 
 @pytest.mark.parametrize("progress", PROGRESS)
@@ -177,12 +165,8 @@ def test_channel_waits_resume_inside_a_while_loop_with_continue(W, progress, for
     rng = np.random.default_rng(W + 9)
     count = 7
     x = rng.integers(-50, 50, count * W).astype(np.int32)
-    for seed in range(3):
-        out = poisoned(count * W, np.int32)
-        run_source(
-            relay, 1, out, x, np.int32(count), W=W, progress=progress, scheduler="random", seed=seed
-        )
-        np.testing.assert_array_equal(out, relay_reference(x, count, W))
+    want = relay_reference(x, count, W)
+    check_random_schedules(relay, want, x, np.int32(count), W=W, progress=progress)
 
 
 def _lowered_text(fn, W: int, progress: str) -> str:
@@ -207,17 +191,5 @@ def test_await_in_a_while_condition(W, progress, form):
     rng = np.random.default_rng(W + 13)
     x = rng.integers(0, 1000, W).astype(np.int32)
     n = 6
-    for seed in range(2):
-        out = poisoned(W, np.int32)
-        run_source(
-            await_in_condition,
-            1,
-            out,
-            x,
-            np.int32(n),
-            W=W,
-            progress=progress,
-            scheduler="random",
-            seed=seed,
-        )
-        np.testing.assert_array_equal(out, np.maximum(x % n - 1, 0))
+    want = np.maximum(x % n - 1, 0).astype(np.int32)
+    check_random_schedules(await_in_condition, want, x, np.int32(n), W=W, progress=progress)
