@@ -113,12 +113,7 @@ def ratio_of_metrics(
     note: str = "",
 ) -> Ratio | None:
     """Add `subject.metric / baseline.metric` to result.ratios when both rows exist and ran."""
-    a, b = result.row(subject), result.row(baseline)
-    if a is None or b is None or not a.metric or not b.metric:
-        return None
-    ratio = Ratio(label, a.metric / b.metric, goal, note)
-    result.ratios.append(ratio)
-    return ratio
+    return _add_ratio(result, label, subject, baseline, lambda row: row.metric, goal, note)
 
 
 def ratio_of_times(
@@ -130,10 +125,14 @@ def ratio_of_times(
     note: str = "",
 ) -> Ratio | None:
     """Add `subject.median_ms / baseline.median_ms` (lower is better for the subject)."""
+    return _add_ratio(result, label, subject, baseline, lambda row: row.median_ms, goal, note)
+
+
+def _add_ratio(result, label, subject, baseline, value, goal, note) -> Ratio | None:
     a, b = result.row(subject), result.row(baseline)
-    if a is None or b is None:
+    if a is None or b is None or not value(a) or not value(b):
         return None
-    ratio = Ratio(label, a.median_ms / b.median_ms, goal, note)
+    ratio = Ratio(label, value(a) / value(b), goal, note)
     result.ratios.append(ratio)
     return ratio
 

@@ -1,12 +1,13 @@
 """Resumable tasks (core.passes.lower_async_resume): a task's polls run its own structured code.
 
-Every await below pends at least once (yield_now, sleep, a channel the other warp
-fills), so each poll stops at a point and the next one resumes there: inside
-nested loops, after `continue` and `break`, in both branches of an `if`, in a
-lane-divergent branch and at a join. Results are compared with the same code run
-as plain Python, under random schedules, in both progress modes (independent
-covers the spin form, and the state machine through the watchdog), with the flat
-state machine as the control.
+Most awaits below pend at least once (yield_now, sleep, a channel the other warp
+fills), so a poll stops at a point and the next one resumes there: inside nested
+loops, after `continue` and `break`, in both branches of an `if`, in a
+lane-divergent branch and at a join. Some are ready at once, so a fresh pass of
+an outer loop also reaches an inner loop and pends inside it. Results are
+compared with the same code run as plain Python, under random schedules, in
+both progress modes (independent is the in-place form, the control), with the
+flat state machine as a second control.
 """
 
 import numpy as np
@@ -62,13 +63,15 @@ async def shapes(out: aw.Array[aw.i32], x: aw.Array[aw.i32], n: aw.i32):
     for i in range(n):
         if i % 4 == 1:
             continue
-        await aw.yield_now()
+        # ready at once on most steps, so a fresh pass of this loop reaches the inner
+        # loop below and pends there (then nothing after the inner loop may run)
+        await aw.until(i < n)
         acc = acc * 3 + i
         if i % 5 == 3:
             await aw.yield_now()
             acc = acc + 7
         else:
-            await aw.sleep(20)
+            await aw.until(acc != 0 or i >= 0)
             acc = acc - 1
         j = 0
         while True:

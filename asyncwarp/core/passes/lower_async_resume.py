@@ -68,7 +68,6 @@ class ResumableTask:
         self.pending = names.tmp(bool_, "task_pending")
         self.flow: ir.Var | None = None  # made when a resume path holds a break/continue
         self.waits: list[int] = []
-        self.stmts, self.ctx = stmts, ctx
         self.points = {id(p.stmt): p for p in points}
         for k, p in enumerate(points, 1):
             p.id = k
@@ -90,11 +89,10 @@ class ResumableTask:
             is_p = cb.op("eq", self.state, ir.Const(p.id, i32))
             cb.emit(ir.If(is_p, code, chain, p.stmt.loc))
             chain = cb.block
-        tb = b.nested()
-        tb.block = chain
-        db = tb.nested()
+        cb = self.lw.builder(chain)
+        db = cb.nested()
         db.assign(self.state, ir.Const(DONE, i32))
-        tb.emit(ir.If(tb.op("lnot", self.pending), db.block, []))
+        cb.emit(ir.If(cb.op("lnot", self.pending), db.block, []))
         b.emit(ir.If(b.op("ne", self.state, ir.Const(DONE, i32)), chain, []))
         return b.block
 
@@ -183,14 +181,8 @@ class ResumableTask:
             else:
                 out += _clone([s])
                 leaves = False
-            rest = stmts[i + 1 :]
-            if leaves and rest and not loop:
-                b = self.lw.builder(out, rest[0].loc)
-                go = b.op("lnot", self.pending)
-                if self.flow is not None:
-                    go = b.op("land", go, b.op("eq", self.flow, ir.Const(0, i32)))
-                b.emit(ir.If(go, self._gen(rest, ctx, loop), [], rest[0].loc))
-                break
+            if leaves and not loop and i + 1 < len(stmts):
+                return self._guarded(out, stmts[i + 1 :], ctx)
         return out
 
     def _loop(self, s: ir.Loop, lvl: int) -> ir.Loop:
@@ -228,6 +220,7 @@ class ResumableTask:
         return code
 
     def _guarded(self, code: list, rest: list, ctx: int) -> list:
+        """`code`, then `rest` as linear code unless the task is pending or broke out."""
         if not rest:
             return code
         b = self.lw.builder(code, rest[0].loc)
