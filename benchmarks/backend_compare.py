@@ -57,7 +57,7 @@ def run(ctx: Context) -> BenchResult:
             on_vulkan,
             vulkan,
             grid="tuned",
-            sms=cuda.caps.extra["sm_count"],
+            sms=cuda.caps.extra["sm_count"],  # where Vulkan does not report its own
             warp_width=W,
             progress=progress,
         )

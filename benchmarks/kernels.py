@@ -12,8 +12,12 @@ import asyncwarp as aw
 from asyncwarp.demo import affine_pipeline
 
 # Slots of block memory each producer/consumer pair of `stream` cycles through: the
-# producer may run this many batches ahead of its consumer.
-STREAM_SLOTS = 4
+# producer may run this many batches ahead of its consumer. Two are enough: the
+# producer's next batch is in flight in its registers while it waits for a slot, and
+# a smaller ring lets more blocks share an SM where the driver gives block memory a
+# small carveout (NVIDIA's Vulkan driver; NOTES.md, sixth round). CUDA measured the
+# same with 2, 3 and 4 slots.
+STREAM_SLOTS = 2
 # Values each lane moves per batch (a batch is BATCH tiles of W consecutive floats).
 BATCH = 8
 

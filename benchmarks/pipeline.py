@@ -85,30 +85,38 @@ def stream_data(ctx: Context, target=None, n: int | None = None) -> StreamData:
 BLOCKS_PER_SM = (8, 12, 16, 20, 24, 32)
 
 
+def device_sms(target) -> int | None:
+    """The target's SM count: CUDA's attribute, or Vulkan's VK_NV_shader_sm_builtins; else None."""
+    caps = getattr(target, "caps", None)
+    return caps.extra.get("sm_count") if caps is not None else None
+
+
 def tuned_grid(ctx: Context, launch_at, target=None, sms: int | None = None) -> int | None:
     """The grid, of BLOCKS_PER_SM x SMs, whose short run is fastest; `launch_at(grid)` prepares
-    a launch. On CUDA the SMs are the device's and the grid stops at what is resident at once
-    (launch_at(None)); elsewhere `sms` must come from the caller (Vulkan reports no SM count:
-    benchmark 5 passes the CUDA device's). None where there is nothing to tune (the tiny
-    tier, or no SM count)."""
+    a launch. On CUDA the grid stops at what is resident at once (launch_at(None)); Vulkan
+    has no occupancy query, so every candidate is tried. The SMs are the device's own
+    (device_sms), else `sms` from the caller (benchmark 5 passes the CUDA device's). None
+    where there is nothing to tune (the tiny tier, or no SM count)."""
     target = target or ctx.target
     if ctx.tier == "tiny":
         return None
+    sms = device_sms(target) or sms
+    if not sms:
+        return None
     if target.backend == "cuda":
-        sms = target.caps.extra["sm_count"]
         resident = launch_at(None).grid
         grids = sorted({min(per_sm * sms, resident) for per_sm in BLOCKS_PER_SM})
-    elif sms:
-        grids = [per_sm * sms for per_sm in BLOCKS_PER_SM]
     else:
-        return None
+        grids = [per_sm * sms for per_sm in BLOCKS_PER_SM]
     times = {g: float(np.median(launch_at(g).time(ctx.pick(5, 3, 1), 1))) for g in grids}
     return min(times, key=times.get)
 
 
-def default_grid(ctx: Context) -> int:
-    """Blocks for a persistent kernel where no occupancy query exists (Vulkan, sim)."""
-    return ctx.pick(132 * 16, 132 * 16, 4)
+def default_grid(ctx: Context, target=None) -> int:
+    """Blocks for a persistent kernel where no occupancy query exists (Vulkan, sim): 16 per
+    SM where the SM count is known, else the H100's 132 SMs are assumed."""
+    sms = device_sms(target or ctx.target) or 132
+    return ctx.pick(sms * 16, sms * 16, 4)
 
 
 def time_stream_kernel(
@@ -130,7 +138,7 @@ def time_stream_kernel(
     if grid == "tuned":
         grid = tuned_grid(ctx, lambda g: target.prepare(kern, g, args, **options), target, sms)
     if grid is None and target.backend != "cuda":
-        grid = default_grid(ctx)
+        grid = default_grid(ctx, target)
     launch = target.prepare(kern, grid, args, **options)
     row = time_and_check(ctx, label, launch.time, data, target)
     row.extra.update(

@@ -134,6 +134,7 @@ class VulkanTarget:
             "subgroup_size": caps.subgroup_size,
             "timestamps": caps.extra.get("timestamps"),
             "max_storage_buffer_range": self.max_buffer_bytes,
+            "sm_count": caps.extra.get("sm_count"),
         }
 
 

@@ -360,5 +360,12 @@ def test_tuned_grid_picks_the_fastest_candidate_up_to_the_resident_grid():
     assert pipeline.tuned_grid(ctx, launch_at) == 200
     assert max(tried) == 240 and 320 not in tried  # 32 per SM is capped at the resident 24
     assert pipeline.tuned_grid(Context(target, "tiny"), launch_at) is None
+    # Vulkan has no resident grid to stop at: every candidate is tried, with the SM count
+    # the device reports, else the caller's, else there is nothing to tune
+    tried.clear()
     vulkan = SimpleNamespace(backend="vulkan", caps=target.caps)
-    assert pipeline.tuned_grid(Context(vulkan, "quick"), launch_at) is None
+    assert pipeline.tuned_grid(Context(vulkan, "quick"), launch_at) == 200
+    assert None not in tried and max(tried) == 320
+    bare = SimpleNamespace(backend="vulkan", caps=SimpleNamespace(extra={}))
+    assert pipeline.tuned_grid(Context(bare, "quick"), launch_at) is None
+    assert pipeline.tuned_grid(Context(bare, "quick"), launch_at, sms=10) == 200

@@ -355,3 +355,22 @@ def test_watchdog_stops_a_stuck_kernel_and_names_the_wait(run, W):
     message = str(info.value)
     assert "until" in message and "test_kernel.py" in message, message
     assert len(info.value.pending) == 2  # one stuck warp per block
+
+
+def test_sm_count_comes_from_the_device(backend):
+    """Persistent grids are sized from the SM count: CUDA's attribute, or on Vulkan the
+    VK_NV_shader_sm_builtins property (absent elsewhere, e.g. on lavapipe)."""
+    caps = backends.get(backend).caps()
+    if backend == "sim":
+        assert "sm_count" not in caps.extra
+        return
+    if backend == "cuda":
+        assert caps.extra["sm_count"] > 0
+        return
+    runtime = backends.get(backend).runtime()
+    reported = "VK_NV_shader_sm_builtins" in runtime.physical.extensions
+    assert ("sm_count" in caps.extra) == reported
+    if reported:
+        assert caps.extra["sm_count"] > 0 and caps.extra["warps_per_sm"] >= 32
+        if backends.available("cuda")[0]:
+            assert caps.extra["sm_count"] == backends.get("cuda").caps().extra["sm_count"]

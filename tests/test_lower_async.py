@@ -786,3 +786,43 @@ def test_lowered_kernels_assemble_with_ptxas(W, progress):
             )
             k = compile_function(fn, [elems[t] for t in types], warp_width=W)
             ptxas.assemble(emit_ptx(lower(k, opts), "sm_70"), target)
+
+
+async def counted_until(out: aw.Array[aw.i32], start: aw.i32, steps: aw.i32):
+    acc = 0
+    for s in range(steps):
+        await aw.until(s + aw.lane() % 2 >= start)  # per lane, registers only
+        acc += s
+    out[gid()] = acc
+
+
+def _suspend_loops(kernel: ir.Kernel) -> list[ir.Loop]:
+    """Loops that poll and sleep: a spin re-tests its poll in the header."""
+    return [
+        s
+        for s in kernel.walk()
+        if isinstance(s, ir.Loop)
+        and any(isinstance(o, ir.Op) and o.opcode == "sleep" for o in s.body)
+    ]
+
+
+@pytest.mark.parametrize("progress", PROGRESS)
+def test_until_on_registers_is_tested_once_and_a_false_one_is_a_deadlock(W, progress):
+    """A poll that reads only registers cannot change its answer, so the in-place form tests it
+    once and never jumps back to it; the result is the same, and a wait that can never end is
+    still the hang it was, which the interpreter reports as a deadlock naming the until."""
+    steps = 6
+    out = poisoned(2 * W, np.int32)
+    lowered = run_source(
+        counted_until, 1, out, np.int32(0), np.int32(steps), W=W, progress=progress, warps=2
+    )
+    np.testing.assert_array_equal(out, np.full(2 * W, sum(range(steps)), np.int32))
+    if progress != "independent":
+        return  # cooperative rounds have no in-place spin (the watchdog finds their hangs)
+    spins = _suspend_loops(lowered)
+    assert spins and all(s.cond is None and not s.header for s in spins)
+    line = source_line(counted_until, "await aw.until")
+    with pytest.raises(DeadlockError) as e:
+        run_source(counted_until, 1, poisoned(2 * W, np.int32), np.int32(steps),
+                   np.int32(steps), W=W, progress=progress, warps=2)
+    assert f"until s + aw.lane() % 2 >= start at test_lower_async.py:{line}" in str(e.value)

@@ -13,9 +13,10 @@ import re
 
 import pytest
 
+import asyncwarp as aw
 from asyncwarp.backends.cuda import ptxas
 from asyncwarp.backends.cuda.backend import CudaBackend
-from asyncwarp.backends.cuda.ptx import dynamic_shared_bytes, emit_ptx
+from asyncwarp.backends.cuda.ptx import ROTATED_HEADER_OPS, dynamic_shared_bytes, emit_ptx
 from asyncwarp.core import ir
 from asyncwarp.core.backend import BuildOptions
 from asyncwarp.core.errors import CompileError
@@ -468,6 +469,57 @@ def test_unlowered_ir_is_an_internal_error():
     ready = ir.Var("ready", bool_)
     with pytest.raises(RuntimeError, match="lowered first"):
         emit_ptx(kernel("s", [], lambda b: b.emit(ir.Suspend([], ready, "wait"))))
+
+
+# ---------------------------------------------------------------- loops and fixed values
+
+
+@aw.kernel
+def _lane_sums(y: aw.Array[aw.i32], n: aw.i32):
+    acc = 0
+    for i in range(n):
+        acc += aw.lane() + aw.block_id() * i + aw.warp_id()
+    y[aw.block_id() * aw.WARP + aw.lane()] = acc
+
+
+def _lane_sums_ptx() -> str:
+    return _lane_sums.specialize(aw.Array[aw.i32], aw.i32, backend="cuda", arch="sm_90").artefact
+
+
+def test_fixed_special_registers_are_read_once_at_the_entry(ptxas_path):
+    text = _lane_sums_ptx()
+    first_loop = text.index("$L_loop")
+    for special in ("%laneid", "%ctaid.x", "%tid.x"):
+        reads = [m.start() for m in re.finditer(rf", {re.escape(special)};", text)]
+        assert len(reads) == 1 and reads[0] < first_loop, special
+    assert "%globaltimer" not in text
+    ptxas.assemble(text, "sm_90", ptxas_path)
+
+
+def test_short_loop_headers_are_rotated(ptxas_path):
+    text = _lane_sums_ptx()
+    loop = text[text.index("$L_loop") : re.search(r"^\$L_endloop_\d+:", text, re.M).start()]
+    # the exit test runs at the top once, then at the bottom: no jump back to the top
+    assert "$L_body" in loop and "bra $L_loop" not in loop
+    assert len(re.findall(r"setp\.lt\.s32", loop)) == 2
+    ptxas.assemble(text, "sm_90", ptxas_path)
+    # a header longer than ROTATED_HEADER_OPS stays at the top, jumped back to
+    n = ir.Var("n", i32)
+
+    def long_header(b):
+        i = b.tmp(i32, "i")
+        b.assign(i, C(0))
+        hb = b.nested()
+        t = i
+        for _ in range(ROTATED_HEADER_OPS):
+            t = hb.op("add", t, C(1))
+        latch = b.nested()
+        latch.assign(i, latch.op("add", i, C(1)))
+        b.emit(ir.Loop(hb.block, hb.op("lt", t, n), [], latch.block))
+
+    long = emit_ptx(kernel("long_header", [n], long_header), "sm_90")
+    assert "$L_body" not in long and "bra $L_loop" in long
+    ptxas.assemble(long, "sm_90", ptxas_path)
 
 
 # ---------------------------------------------------------------- ptxas and the backend

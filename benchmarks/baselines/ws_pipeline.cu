@@ -19,7 +19,7 @@ namespace {
 
 constexpr int kWarp = 32;
 constexpr int kMirrorBatch = 8;   // floats per lane per slot, as asyncwarp's BATCH
-constexpr int kMirrorSlots = 4;   // as asyncwarp's STREAM_SLOTS
+constexpr int kMirrorSlots = 2;   // as asyncwarp's STREAM_SLOTS
 constexpr int kStageFloats = 2048;  // 8 KiB per cp.async stage
 constexpr int kStages = 4;
 constexpr int kConsumers = 2;

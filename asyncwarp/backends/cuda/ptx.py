@@ -42,14 +42,23 @@ DYNAMIC_SHARED_SYMBOL = "aw_dynamic_smem"
 _DYNAMIC_SHARED_NOTE = "// asyncwarp.dynamic_shared_bytes = "
 SUBGROUP_WIDTH = 32  # an NVIDIA warp
 
+# Values fixed for a thread's lifetime, read from special registers once at the entry
+# into a register of their own: ptxas does not hoist a special-register read (S2R) out
+# of a loop, and its latency of tens of cycles then sits in every iteration that needs
+# it, such as each channel operation's slot address.
+_FIXED = {
+    "sg_lane": ("%aw_lane", ("mov.u32 {d}, %laneid",)),
+    "sg_id": ("%aw_warp", ("mov.u32 {d}, %tid.x", "shr.u32 {d}, {d}, 5")),  # tid.x / 32
+    "block_id": ("%aw_block", ("mov.u32 {d}, %ctaid.x",)),
+    "num_blocks": ("%aw_blocks", ("mov.u32 {d}, %nctaid.x",)),
+}
 _SPECIALS = {
-    "sg_lane": ("mov.u32 {d}, %laneid",),
-    "sg_id": ("mov.u32 {t}, %tid.x", "shr.u32 {d}, {t}, 5"),  # warp index: tid.x / 32
-    "block_id": ("mov.u32 {d}, %ctaid.x",),
-    "num_blocks": ("mov.u32 {d}, %nctaid.x",),
     "timer": ("mov.u64 {d}, %globaltimer",),  # nanoseconds (PTX ISA, special register %globaltimer)
 }
 
+
+# Loops whose header is at most this many plain ops are emitted rotated (PtxEmitter.loop).
+ROTATED_HEADER_OPS = 4
 
 _TEMP_PREFIX = {"pred": "%p", "b16": "%rs", "b32": "%r", "b64": "%rd", "f32": "%f", "f64": "%fd"}
 
@@ -137,6 +146,7 @@ class PtxEmitter:
         self._temps: Counter = Counter()
         self._labels = itertools.count()
         self._loops: list[tuple[str, str]] = []  # (continue label, break label)
+        self._fixed: dict[str, str] = {}  # _FIXED opcode -> its register, in order of use
         self._handlers = {
             **ptx_ops.PURE_HANDLERS,
             **ptx_math.MATH_HANDLERS,
@@ -154,6 +164,13 @@ class PtxEmitter:
             name = f"%{_ident(var.name)}_{len(self._regs)}"
             self._regs[var.id] = name
             self._declared[reg_type(var.type)].append(name)
+        return name
+
+    def fixed(self, opcode: str) -> str:
+        """The register holding a value of _FIXED (sg_lane, sg_id, ...), read at the entry."""
+        name = self._fixed.get(opcode)
+        if name is None:
+            name = self._fixed[opcode] = _FIXED[opcode][0]
         return name
 
     def tmp(self, cls: str) -> str:
@@ -252,15 +269,33 @@ class PtxEmitter:
         self.block(s.header)
         if s.cond is not None:
             self.ins(f"@!{self.operand(s.cond)} bra {end}")
+        # A short straight-line header is repeated at the bottom (loop rotation, as
+        # nvcc emits loops): ptxas then keeps the loop's invariant loads out of it even
+        # where the body has a side exit, such as an await's wait.
+        rotate = (
+            s.cond is not None
+            and len(s.header) <= ROTATED_HEADER_OPS
+            and all(isinstance(h, ir.Op) for h in s.header)
+        )
+        body = self.label("body") if rotate else None
+        if rotate:
+            self.place(body)
         self.block(s.body)
         self.place(cont)
         self.block(s.latch)
-        self.ins(f"bra {head}")
+        if rotate:
+            self.block(s.header)
+            self.ins(f"@{self.operand(s.cond)} bra {body}")
+        else:
+            self.ins(f"bra {head}")
         self._loops.pop()
         self.place(end)
 
     def op(self, op: ir.Op) -> None:
         self.comment(op, ir.print_block([op], 0)[0])
+        if op.opcode in _FIXED:
+            self.ins(f"mov.u32 {self.reg(op.dst)}, {self.fixed(op.opcode)}")
+            return
         special = _SPECIALS.get(op.opcode)
         if special is not None:
             t = self.tmp("b32") if len(special) > 1 else ""
@@ -292,6 +327,9 @@ class PtxEmitter:
                 self.ins(f"setp.ne.u32 {self.reg(p)}, {raw}, 0")
             else:
                 self.ins(f"ld.param.{SUFFIX[t.name]} {self.reg(p)}, [{pname}]")
+        for opcode, reg in self._fixed.items():
+            for line in _FIXED[opcode][1]:
+                self.ins(line.format(d=reg))
         for var, offset, _ in self.shared.allocs:
             if self.shared.dynamic:
                 self.ins(f"mov.u32 {self.reg(var)}, {DYNAMIC_SHARED_SYMBOL}")
@@ -337,6 +375,8 @@ class PtxEmitter:
             names = self._declared[ty]
             for i in range(0, len(names), 8):
                 out.append(f"\t.reg .{ty} {', '.join(names[i : i + 8])};")
+        if self._fixed:
+            out.append(f"\t.reg .u32 {', '.join(self._fixed.values())};")
         for cls in sorted(self._temps):
             out.append(f"\t.reg .{cls} {_TEMP_PREFIX[cls]}<{self._temps[cls]}>;")
         if not self.shared.dynamic:

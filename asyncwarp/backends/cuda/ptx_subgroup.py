@@ -146,8 +146,8 @@ def _cluster_ballot(e: PtxEmitter, op: ir.Op, cluster: int) -> str:
     e.ins(f"vote.sync.ballot.b32 {mask}, {e.operand(op.args[0])}, {FULL_MASK}")
     if cluster < WARP:
         first = e.tmp("b32")
-        e.ins(f"mov.u32 {first}, %laneid")
-        e.ins(f"and.b32 {first}, {first}, {WARP - cluster}")  # ~(cluster-1) within 5 bits
+        lane = e.fixed("sg_lane")
+        e.ins(f"and.b32 {first}, {lane}, {WARP - cluster}")  # ~(cluster-1) within 5 bits
         e.ins(f"shr.b32 {mask}, {mask}, {first}")
         e.ins(f"and.b32 {mask}, {mask}, {(1 << cluster) - 1}")
     return mask

@@ -207,15 +207,22 @@ class KernelEmitter:
         return self.cache[key]
 
     def builtin(self, name: str) -> int:
-        """The value of an integer compute builtin (x component for vectors), as u32."""
-        uint = self.ty(u32)
-        vector = name in _VECTOR_BUILTINS
-        t_id = self.b.type_vector(uint, 3) if vector else uint
-        if ("builtin", name) not in self.cache:
+        """The value of an integer compute builtin (x component for vectors), as u32.
+
+        Loaded once, in the entry block (the value never changes), as the PTX emitter
+        reads its special registers once: a read at each use can sit in a loop."""
+        key = ("builtin value", name)
+        if key not in self.cache:
+            uint = self.ty(u32)
+            vector = name in _VECTOR_BUILTINS
+            t_id = self.b.type_vector(uint, 3) if vector else uint
             var = self.global_var(("builtin", name), "Input", t_id, name)
             self.b.decorate(var, "BuiltIn", name)
-        loaded = self.emit("OpLoad", t_id, self.cache[("builtin", name)])
-        return self.emit("OpCompositeExtract", uint, loaded, 0) if vector else loaded
+            loaded = self.b.entry_op("OpLoad", t_id, var)
+            if vector:
+                loaded = self.b.entry_op("OpCompositeExtract", uint, loaded, 0)
+            self.cache[key] = loaded
+        return self.cache[key]
 
     # ------------------------------------------------------------ arrays, params, variables
 

@@ -323,6 +323,13 @@ def probe(vk, pdev: PhysicalDevice) -> tuple[DeviceCaps, DeviceFeatures, DeviceL
         size_control = vk.VkPhysicalDeviceSubgroupSizeControlProperties()
         size_control.pNext = vk.ffi.addressof(subgroup)
         head = size_control
+    # VK_NV_shader_sm_builtins reports the SM count, which sizes persistent grids;
+    # Vulkan has no vendor-neutral query for it.
+    sm_builtins = None
+    if "VK_NV_shader_sm_builtins" in pdev.extensions:
+        sm_builtins = vk.VkPhysicalDeviceShaderSMBuiltinsPropertiesNV()
+        sm_builtins.pNext = vk.ffi.addressof(head)
+        head = sm_builtins
     props2 = vk.VkPhysicalDeviceProperties2()
     props2.pNext = vk.ffi.addressof(head)
     vk_call(
@@ -388,6 +395,9 @@ def probe(vk, pdev: PhysicalDevice) -> tuple[DeviceCaps, DeviceFeatures, DeviceL
         "max_storage_buffer_range": limits.maxStorageBufferRange,
         "enabled_extensions": list(features.extensions),
     }
+    if sm_builtins is not None and sm_builtins.shaderSMCount:
+        extra["sm_count"] = sm_builtins.shaderSMCount
+        extra["warps_per_sm"] = sm_builtins.shaderWarpsPerSM
     if pdev.driver_id == LLVMPIPE_DRIVER_ID:
         # Measured on Mesa 22.3 lavapipe: a loop stops after 65535 iterations, as if its
         # condition had failed (gallivm's loop limiter), so a longer loop silently

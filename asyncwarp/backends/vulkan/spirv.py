@@ -47,6 +47,7 @@ class _Function:
     def __init__(self) -> None:
         self.header: list[int] = []  # OpFunction and the first OpLabel
         self.variables: list[int] = []
+        self.entry: list[int] = []  # values computed once, right after the variables
         self.body: list[int] = []
 
 
@@ -449,12 +450,24 @@ class SpirvBuilder:
         finally:
             self._function.body = body
 
+    def entry_op(self, opname: str, *operands) -> int | None:
+        """Like op(), but placed in the function's first block after its variables: the
+        result dominates every block, so it can be used anywhere in the function."""
+        if self._function is None:
+            raise RuntimeError("entry_op() outside a function")
+        body = self._function.body
+        self._function.body = self._function.entry
+        try:
+            return self.op(opname, *operands)
+        finally:
+            self._function.body = body
+
     def end_function(self) -> None:
         fn = self._function
         if fn is None:
             raise RuntimeError("end_function() outside a function")
         self.op("OpFunctionEnd")
-        self.sections["functions"] += fn.header + fn.variables + fn.body
+        self.sections["functions"] += fn.header + fn.variables + fn.entry + fn.body
         self._function = None
 
     # ------------------------------------------------------------ output

@@ -16,6 +16,7 @@ import re
 
 from .. import ir
 from ..errors import CompileError
+from ..ops import PURE, SPECIAL, info
 from ..types import bool_, i32, u32
 from .lower_async_prep import (
     DIVERGENT,
@@ -381,6 +382,14 @@ def emit_dispatch(m: Machine, lw: Lowering) -> list:
     return b.block
 
 
+def _reads_only_registers(poll: list) -> bool:
+    """Whether a poll is straight-line pure arithmetic on registers and fixed values (lane,
+    warp and block ids): nothing another agent, or time, can change between two polls."""
+    return all(
+        isinstance(s, ir.Op) and info(s.opcode).category in (PURE, SPECIAL) for s in poll
+    )
+
+
 def emit_backoff(b: ir.Builder, backoff: ir.Var) -> None:
     doubled = b.op("mul", backoff, ir.Const(2, i32))
     b.assign(backoff, b.op("min", doubled, ir.Const(BACKOFF_MAX_NS, i32)))
@@ -434,6 +443,9 @@ class InPlace:
     def _spin(self, b: ir.Builder, s: ir.Suspend) -> None:
         lw = self.lw
         wid = lw.wait_id(s)
+        if _reads_only_registers(s.poll):
+            self._wait_forever_unless(b, s, wid)
+            return
         backoff = b.tmp(i32, "backoff")
         b.assign(backoff, ir.Const(BACKOFF_MIN_NS, i32))
         hb = b.nested()
@@ -458,6 +470,25 @@ class InPlace:
         bb.op("sleep", backoff, what=lw.describe(wid))
         emit_backoff(bb, backoff)
         b.emit(ir.Loop(hb.block, again, bb.block, [], s.loc))
+
+    def _wait_forever_unless(self, b: ir.Builder, s: ir.Suspend, wid) -> None:
+        """A poll that reads only registers (`aw.until(i >= k)`) gives the same answer every
+        time: evaluate it once, and if the warp is not ready, sleep forever (the hang the
+        spin would be, which the interpreter reports as a deadlock). No loop leads back
+        from the wait to the code after it, so ptxas keeps that code's loop as tight as
+        without the await (benchmarks/NOTES.md, sixth round)."""
+        b.block.extend(s.poll)
+        ready = s.ready
+        if self.lw.levels.get(s.ready, ir.DIVERGENT) > ir.WARP_UNIFORM:
+            ready = b.op("warp_all", s.ready)
+        hang = b.nested()
+        backoff = hang.tmp(i32, "backoff")
+        hang.assign(backoff, ir.Const(BACKOFF_MIN_NS, i32))
+        sleep = hang.nested()
+        sleep.op("sleep", backoff, what=self.lw.describe(wid))
+        emit_backoff(sleep, backoff)
+        hang.emit(ir.Loop([], None, sleep.block, [], s.loc))
+        b.emit(ir.If(b.op("lnot", ready), hang.block, [], s.loc))
 
     def _drive(
         self, b: ir.Builder, subs: list[Machine], kind: str, index: ir.Var | None = None
