@@ -384,10 +384,18 @@ def emit_dispatch(m: Machine, lw: Lowering) -> list:
 
 def _reads_only_registers(poll: list) -> bool:
     """Whether a poll is straight-line pure arithmetic on registers and fixed values (lane,
-    warp and block ids): nothing another agent, or time, can change between two polls."""
-    return all(
-        isinstance(s, ir.Op) and info(s.opcode).category in (PURE, SPECIAL) for s in poll
-    )
+    warp and block ids) that reads no value it assigns itself: nothing another agent, time,
+    or the poll's previous run can change between two polls."""
+    written = {s.dst for s in poll if isinstance(s, ir.Op) and s.dst is not None}
+    assigned: set = set()
+    for s in poll:
+        if not (isinstance(s, ir.Op) and info(s.opcode).category in (PURE, SPECIAL)):
+            return False
+        if any(a in written and a not in assigned for a in s.args):
+            return False  # carried from the previous poll
+        if s.dst is not None:
+            assigned.add(s.dst)
+    return True
 
 
 def emit_backoff(b: ir.Builder, backoff: ir.Var) -> None:
