@@ -50,6 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warp-width", type=int, default=32, choices=(32, 64))
     p.add_argument("--seed", type=int, default=0, help="seed of every random input")
     p.add_argument(
+        "--commit",
+        metavar="TEXT",
+        help="the source commit to record, where the checkout's git metadata is not this "
+        "tree's (a copy of a working tree); default: git describe --always --dirty",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=ROOT / "out" / "benchmarks",
@@ -102,7 +108,7 @@ def collect_meta(ctx: Context, args: argparse.Namespace) -> dict:
             "seed": ctx.seed,
             "benchmarks": args.only,
             "asyncwarp": asyncwarp.__version__,
-            "git_commit": git_commit(),
+            "git_commit": args.commit or git_commit(),
             "python": platform.python_version(),
             "numpy": numpy.__version__,
             "host": platform.node(),

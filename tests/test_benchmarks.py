@@ -91,10 +91,13 @@ def test_runner_on_lavapipe(tmp_path, cache_dir):
 
 def test_runner_at_warp_width_64(tmp_path, cache_dir):
     code, record, text = run_suite(
-        ["--backend", "vulkan", "--warp-width", "64", "--only", "pipeline,round_trip"], tmp_path
+        ["--backend", "vulkan", "--warp-width", "64", "--only", "pipeline,round_trip",
+         "--commit", "abc1234"],
+        tmp_path,
     )
     assert code == 0, text
     assert record["meta"]["run"]["warp_width"] == 64
+    assert record["meta"]["run"]["git_commit"] == "abc1234" and "(abc1234)" in text
     assert {r["check"] for r in rows(record, "pipeline").values()} == {"ok"}
     assert {r["check"] for r in rows(record, "round_trip").values()} == {"ok"}
 
