@@ -168,10 +168,7 @@ class PtxEmitter:
 
     def fixed(self, opcode: str) -> str:
         """The register holding a value of _FIXED (sg_lane, sg_id, ...), read at the entry."""
-        name = self._fixed.get(opcode)
-        if name is None:
-            name = self._fixed[opcode] = _FIXED[opcode][0]
-        return name
+        return self._fixed.setdefault(opcode, _FIXED[opcode][0])
 
     def tmp(self, cls: str) -> str:
         """A fresh temporary of class pred, b16, b32, b64, f32 or f64.
